@@ -1,0 +1,8 @@
+"""minicnn: a from-scratch deep-learning engine for convolutional networks on NumPy (CPU) and CuPy (GPU)."""
+from . import functional, init, nn, optim
+from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
+from .backend import Device, cuda, manual_seed
+from .functional import cat, stack
+from .gradcheck import GradcheckError, gradcheck
+
+__version__ = "0.1.0"

@@ -1,0 +1,330 @@
+"""Tensor, Function and the reverse-mode (backward) engine.
+
+The engine is define-by-run: every op applied to a tensor that requires a gradient records one `Function` node,
+which keeps references to its *inputs* only. Outputs point to the node that made them, never the other way round,
+so the graph has no reference cycles and is freed by reference counting as soon as the last output goes away.
+
+`Tensor.backward` sorts the nodes topologically with an explicit stack (no recursion, so a chain of any length
+works), then walks them from the output back to the leaves, summing the gradients of every tensor that is used
+more than once (`b = a + a` gives db/da = 2).
+"""
+import contextlib
+
+import numpy as np
+
+from . import backend
+
+_F = None  # minicnn.functional, bound by its __init__ (the ops sit above this module in the layering)
+_grad_enabled = True
+
+
+def _bind_functional(module):
+    global _F
+    _F = module
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) under which ops record no graph: for evaluation and parameter updates."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev, _grad_enabled = _grad_enabled, False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+
+class enable_grad(no_grad):
+    """Re-enable graph recording inside a `no_grad` block."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev, _grad_enabled = _grad_enabled, True
+
+
+_FLOAT_KINDS = "fc"
+
+
+def _as_array(data, dtype=None, device=None):
+    """Turn Python numbers, lists, NumPy or CuPy arrays into an array on `device`, with minicnn's dtype rules:
+    Python floats become float32, Python ints int64, arrays keep their dtype unless `dtype` is given."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray) or backend.is_gpu_array(data) or isinstance(data, np.generic):
+        arr = data if dtype is None else data.astype(dtype, copy=False)
+    else:
+        arr = np.asarray(data)
+        if dtype is not None:
+            arr = arr.astype(dtype, copy=False)
+        elif arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind not in "biuf":
+            raise ValueError(f"tensor: expected numbers, got data of dtype {arr.dtype}")
+    if isinstance(arr, np.generic):
+        arr = np.asarray(arr)
+    if device is not None:
+        arr = backend.to_device(arr, device)
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array (`.data`, NumPy or CuPy) with an optional gradient (`.grad`).
+
+    Semantics follow PyTorch; axis arguments are called `axis`, as in NumPy.
+    """
+
+    __array_priority__ = 1000  # NumPy defers to Tensor in mixed expressions
+    __array_ufunc__ = None  # `ndarray + Tensor` calls Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False, _ctx=None):
+        self.data = _as_array(data)
+        self.grad = None
+        self._ctx = _ctx
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # --- properties ------------------------------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = "" if self.dtype == np.float32 else f", dtype={self.dtype}"
+        extra += "" if self.device.type == "cpu" else f", device='{self.device}'"
+        extra += ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({body}{extra})"
+
+    # --- conversion ------------------------------------------------------------------------------------------------
+    def requires_grad_(self, flag=True):
+        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise ValueError(f"requires_grad: only floating-point tensors can require gradients, got {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def numpy(self):
+        """A host (NumPy) copy when the tensor lives on the GPU, the array itself on the CPU."""
+        return self.data.get() if backend.is_gpu_array(self.data) else self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: expected a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device=None, dtype=None):
+        """Move to a device and/or cast to a dtype; differentiable, like PyTorch's `Tensor.to`."""
+        out = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            out = _F.cast(out, dtype)
+        if device is not None and backend.Device(device) != self.device:
+            out = _F.to_device(out, device)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    # --- autograd --------------------------------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires a gradient."""
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph")
+        xp = backend.xp_of(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"backward: grad can be omitted only for a one-element output, got shape {self.shape}")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = _as_array(grad, dtype=self.dtype, device=self.device)
+            if grad.shape != self.data.shape:
+                raise ValueError(f"backward: expected a grad of shape {self.shape}, got {tuple(grad.shape)}")
+        if self._ctx is None:
+            _accumulate(self, grad)
+            return
+        run_backward(self._ctx, grad, retain_graph)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # --- operators (the ops live in minicnn.functional) ------------------------------------------------------------
+    def __add__(self, other): return _F.add(self, other)
+    def __radd__(self, other): return _F.add(other, self)
+    def __sub__(self, other): return _F.sub(self, other)
+    def __rsub__(self, other): return _F.sub(other, self)
+    def __mul__(self, other): return _F.mul(self, other)
+    def __rmul__(self, other): return _F.mul(other, self)
+    def __truediv__(self, other): return _F.div(self, other)
+    def __rtruediv__(self, other): return _F.div(other, self)
+    def __pow__(self, other): return _F.pow(self, other)
+    def __rpow__(self, other): return _F.pow(other, self)
+    def __matmul__(self, other): return _F.matmul(self, other)
+    def __rmatmul__(self, other): return _F.matmul(other, self)
+    def __neg__(self): return _F.neg(self)
+    def __getitem__(self, index): return _F.getitem(self, index)
+
+    # comparisons give boolean tensors that never require gradients
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor(op(self.data, other))
+
+    def __eq__(self, other): return self._compare(other, lambda a, b: a == b)
+    def __ne__(self, other): return self._compare(other, lambda a, b: a != b)
+    def __lt__(self, other): return self._compare(other, lambda a, b: a < b)
+    def __le__(self, other): return self._compare(other, lambda a, b: a <= b)
+    def __gt__(self, other): return self._compare(other, lambda a, b: a > b)
+    def __ge__(self, other): return self._compare(other, lambda a, b: a >= b)
+    __hash__ = object.__hash__
+
+    def sum(self, axis=None, keepdims=False): return _F.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _F.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _F.max(self, axis, keepdims)
+    def argmax(self, axis=None): return Tensor(self.data.argmax(axis=axis))
+    def reshape(self, *shape): return _F.reshape(self, *shape)
+    def transpose(self, *axes): return _F.transpose(self, *axes)
+    def flatten(self, start_axis=0): return _F.flatten(self, start_axis)
+    def exp(self): return _F.exp(self)
+    def log(self): return _F.log(self)
+    def sqrt(self): return _F.sqrt(self)
+    def relu(self): return _F.relu(self)
+    def sigmoid(self): return _F.sigmoid(self)
+    def tanh(self): return _F.tanh(self)
+    def softmax(self, axis=-1): return _F.softmax(self, axis)
+    def log_softmax(self, axis=-1): return _F.log_softmax(self, axis)
+
+    @property
+    def T(self):
+        return _F.transpose(self)
+
+
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """Create a Tensor. Python floats give float32; NumPy arrays keep their dtype (float64 stays float64)."""
+    return Tensor(_as_array(data, dtype=dtype, device=device), requires_grad=requires_grad)
+
+
+class Function:
+    """One node of the graph: `forward(*arrays)` and `backward(grad)` on raw NumPy/CuPy arrays.
+
+    Subclasses take their hyper-parameters in `__init__`, store on `self` what `backward` needs, and return from
+    `backward` one gradient (or None) per input. `Function.apply` does the bookkeeping.
+    """
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **kwargs):
+        fn = cls(**kwargs)
+        tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        if len(tensors) > 1:
+            dev = tensors[0].device
+            for t in tensors[1:]:
+                if t.device != dev:
+                    raise ValueError(f"{cls.__name__.lower()}: all inputs must be on one device, got {dev} and {t.device}")
+        out = fn.forward(*(t.data for t in tensors))
+        if _grad_enabled and any(t.requires_grad for t in tensors):
+            fn.inputs = tensors
+            fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            result = Tensor(out, _ctx=fn)
+            result.requires_grad = True
+            return result
+        return Tensor(out)
+
+
+def _accumulate(leaf, grad):
+    if leaf.grad is None:  # a copy: backward may hand one array to several inputs, or a read-only broadcast view
+        leaf.grad = Tensor(grad.copy())
+    else:
+        leaf.grad = Tensor(leaf.grad.data + grad)
+
+
+def _topological_order(root):
+    """Nodes reachable from `root`, each after every node that consumes its output (iterative DFS)."""
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if getattr(node, "inputs", None) is None:
+            raise RuntimeError("backward: the graph was already freed by an earlier backward; "
+                               "pass retain_graph=True to the first call to backward twice")
+        stack.append((node, True))
+        for t in node.inputs:
+            if t._ctx is not None and id(t._ctx) not in visited:
+                stack.append((t._ctx, False))
+    order.reverse()
+    return order
+
+
+def run_backward(root, grad, retain_graph=False):
+    grads = {id(root): grad}
+    for node in _topological_order(root):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        in_grads = node.backward(g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for t, gi, need in zip(node.inputs, in_grads, node.needs_input_grad):
+            if not need or gi is None:
+                continue
+            if gi.dtype != t.data.dtype:
+                gi = gi.astype(t.data.dtype)
+            if t._ctx is None:
+                _accumulate(t, gi)
+            else:
+                key = id(t._ctx)
+                grads[key] = gi if key not in grads else grads[key] + gi
+        if not retain_graph:
+            node.__dict__.clear()

@@ -1,0 +1,155 @@
+"""Array-module selection (NumPy on the CPU, CuPy on the GPU), devices and random generators.
+
+Everything above this module asks `xp_of(array)` which library to use, so an op runs on whichever device its
+inputs live on. CuPy is optional: without it (or without a GPU) `cuda.is_available()` is simply False.
+"""
+import numpy as np
+
+try:  # CuPy is an optional dependency (the `cuda` extra).
+    import cupy as _cupy
+except Exception:  # ImportError, or a CuPy wheel that cannot find its CUDA libraries
+    _cupy = None
+
+
+class _Cuda:
+    """`mc.cuda`: availability and synchronisation of the GPU backend."""
+
+    @staticmethod
+    def is_available():
+        """True when CuPy imports and sees at least one GPU; never raises."""
+        if _cupy is None:
+            return False
+        try:
+            return _cupy.cuda.runtime.getDeviceCount() > 0
+        except Exception:
+            return False
+
+    @staticmethod
+    def synchronize():
+        if _cupy is not None:
+            _cupy.cuda.Device().synchronize()
+
+
+cuda = _Cuda()
+
+
+def xp_of(array):
+    """The array module (numpy or cupy) an array belongs to."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def is_gpu_array(array):
+    return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+class Device:
+    """A device: 'cpu' or 'cuda' (optionally 'cuda:N')."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec="cpu"):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+        kind, _, idx = spec.partition(":")
+        if kind not in ("cpu", "cuda") or (kind == "cpu" and idx) or (idx and not idx.isdigit()):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+        self.type = kind
+        self.index = int(idx) if idx else (0 if kind == "cuda" else None)
+
+    def __eq__(self, other):
+        try:
+            other = Device(other)
+        except ValueError:
+            return NotImplemented
+        return self.type == other.type and self.index == other.index
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __repr__(self):
+        return f"device('{self}')"
+
+    def __str__(self):
+        return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
+
+
+def device_of(array):
+    if is_gpu_array(array):
+        return Device(f"cuda:{array.device.id}")
+    return Device("cpu")
+
+
+def xp_for(device):
+    """The array module for a device, with a clear error when the GPU backend is missing."""
+    device = Device(device)
+    if device.type == "cpu":
+        return np
+    if not cuda.is_available():
+        raise RuntimeError("device 'cuda': CuPy or a CUDA GPU is not available (pip install minicnn[cuda])")
+    return _cupy
+
+
+def to_device(array, device):
+    """Copy an array to a device (no copy when it is already there)."""
+    device = Device(device)
+    if device.type == "cpu":
+        return array.get() if is_gpu_array(array) else array
+    xp = xp_for(device)
+    with xp.cuda.Device(device.index):
+        return xp.asarray(array)
+
+
+# --- random generators: one per device, all seeded by manual_seed ------------------------------------------------
+
+_seed = None
+_generators = {}
+
+
+def manual_seed(seed):
+    """Seed every random source of minicnn (initialisers, dropout masks, shuffling) on every device."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def generator(device="cpu"):
+    """The random generator of a device: numpy.random.Generator on the CPU, cupy.random.RandomState on the GPU."""
+    device = Device(device)
+    gen = _generators.get(device)
+    if gen is None:
+        seed = _seed if _seed is not None else np.random.SeedSequence().entropy % (2**63)
+        seed = seed + (0 if device.type == "cpu" else 1 + device.index)
+        if device.type == "cpu":
+            gen = np.random.default_rng(seed)
+        else:
+            with _cupy.cuda.Device(device.index):
+                gen = _cupy.random.RandomState(seed)
+        _generators[device] = gen
+    return gen
+
+
+def uniform(shape, dtype=np.float32, device="cpu"):
+    """Uniform samples in [0, 1) from the device's generator."""
+    gen = generator(device)
+    if Device(device).type == "cpu":
+        return gen.random(shape, dtype=dtype)
+    return gen.random_sample(shape, dtype=dtype)
+
+
+def normal(shape, dtype=np.float32, device="cpu"):
+    """Standard normal samples from the device's generator."""
+    return generator(device).standard_normal(shape, dtype=dtype)
+
+
+def get_rng_state():
+    """The CPU generator's state (for checkpoints)."""
+    return generator("cpu").bit_generator.state
+
+
+def set_rng_state(state):
+    generator("cpu").bit_generator.state = state

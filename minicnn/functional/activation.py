@@ -1,0 +1,116 @@
+"""Activation functions and the (log-)softmax.
+
+softmax and log_softmax subtract the row maximum first, so logits of magnitude 1e3 neither overflow nor lose
+the answer.
+"""
+from ..autograd import Function
+from ..backend import xp_of
+
+
+class ReLU(Function):
+    """max(0, x) (Nair and Hinton 2010); the gradient at 0 is taken as 0, like PyTorch."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, g):
+        return g * self.mask
+
+
+class LeakyReLU(Function):
+    """x for x > 0, slope * x otherwise (Maas et al. 2013)."""
+
+    def __init__(self, negative_slope):
+        self.slope = negative_slope
+
+    def forward(self, x):
+        self.mask = x > 0
+        return xp_of(x).where(self.mask, x, x * x.dtype.type(self.slope))
+
+    def backward(self, g):
+        return xp_of(g).where(self.mask, g, g * g.dtype.type(self.slope))
+
+
+class Sigmoid(Function):
+    """1 / (1 + e^-x), computed without overflow for large |x|; d/dx = s (1 - s)."""
+
+    def forward(self, x):
+        xp = xp_of(x)
+        e = xp.exp(-xp.abs(x))
+        self.out = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        return self.out
+
+    def backward(self, g):
+        return g * self.out * (1 - self.out)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.out = xp_of(x).tanh(x)
+        return self.out
+
+    def backward(self, g):
+        return g * (1 - self.out * self.out)
+
+
+def _check_axis(name, x, axis):
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{name}: axis {axis} is out of range for a tensor with {x.ndim} dimensions")
+
+
+class Softmax(Function):
+    """softmax(x)_i = e^(x_i - max x) / sum_j e^(x_j - max x); d/dx = s * (g - sum(g s))."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        _check_axis("softmax", x, self.axis)
+        e = xp_of(x).exp(x - x.max(axis=self.axis, keepdims=True))
+        self.out = e / e.sum(axis=self.axis, keepdims=True)
+        return self.out
+
+    def backward(self, g):
+        return self.out * (g - (g * self.out).sum(axis=self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """x - max x - log sum e^(x - max x); d/dx = g - softmax(x) * sum(g)."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        _check_axis("log_softmax", x, self.axis)
+        xp = xp_of(x)
+        shifted = x - x.max(axis=self.axis, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+        return self.out
+
+    def backward(self, g):
+        return g - xp_of(g).exp(self.out) * g.sum(axis=self.axis, keepdims=True)
+
+
+def relu(x):
+    return ReLU.apply(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return LeakyReLU.apply(x, negative_slope=negative_slope)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+def tanh(x):
+    return Tanh.apply(x)
+
+
+def softmax(x, axis=-1):
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=axis)

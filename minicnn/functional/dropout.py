@@ -1,0 +1,26 @@
+"""Inverted dropout (Srivastava et al. 2014): in training each value is zeroed with probability p and the rest are
+scaled by 1 / (1 - p), so evaluation is the identity."""
+from .. import backend
+from ..autograd import Function
+
+
+class Dropout(Function):
+    def __init__(self, p):
+        self.p = p
+
+    def forward(self, x):
+        keep = backend.uniform(x.shape, dtype=x.dtype, device=backend.device_of(x)) >= self.p
+        scale = 0.0 if self.p >= 1 else 1.0 / (1.0 - self.p)
+        self.mask = keep * x.dtype.type(scale)
+        return x * self.mask
+
+    def backward(self, g):
+        return g * self.mask
+
+
+def dropout(x, p=0.5, training=True):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must lie in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p=p)

@@ -1,0 +1,28 @@
+"""Fully connected layer: y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch."""
+from ..autograd import Function
+
+
+class Linear(Function):
+    """dx = g W, dW = g^T x, db = sum g over the batch."""
+
+    def forward(self, x, w, b=None):
+        if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+            raise ValueError(f"linear: expected input (..., {w.shape[-1] if w.ndim else '?'}) for weight "
+                             f"{tuple(w.shape)}, got input {tuple(x.shape)}")
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(f"linear: expected bias of shape ({w.shape[0]},), got {tuple(b.shape)}")
+        self.x, self.w, self.has_bias = x, w, b is not None
+        y = x @ w.T
+        return y + b if b is not None else y
+
+    def backward(self, g):
+        g2 = g.reshape(-1, g.shape[-1])
+        dx = g @ self.w if self.needs_input_grad[0] else None
+        dw = g2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
+        if not self.has_bias:
+            return dx, dw
+        return dx, dw, (g2.sum(axis=0) if self.needs_input_grad[2] else None)
+
+
+def linear(x, w, b=None):
+    return Linear.apply(x, w) if b is None else Linear.apply(x, w, b)

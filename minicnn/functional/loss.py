@@ -1,0 +1,91 @@
+"""Loss functions: softmax cross-entropy (with label smoothing), the multiclass SVM (hinge) loss and mean squared
+error. Each returns the mean over the batch."""
+from ..autograd import Function, Tensor
+from ..backend import xp_of
+
+
+def _check_targets(name, scores, target):
+    if scores.ndim != 2:
+        raise ValueError(f"{name}: expected scores of shape (N, C), got {tuple(scores.shape)}")
+    if target.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected integer class labels, got dtype {target.dtype}")
+    if target.shape != scores.shape[:1]:
+        raise ValueError(f"{name}: expected {scores.shape[0]} labels of shape ({scores.shape[0]},), "
+                         f"got shape {tuple(target.shape)}")
+    if target.size and (int(target.min()) < 0 or int(target.max()) >= scores.shape[1]):
+        raise ValueError(f"{name}: labels must lie in [0, {scores.shape[1]}), got values from "
+                         f"{int(target.min())} to {int(target.max())}")
+
+
+class CrossEntropy(Function):
+    """mean_i -sum_c q_ic log softmax(x_i)_c with q = (1 - eps) onehot(y) + eps / C (Szegedy et al. 2016 for the
+    smoothing); d/dx = (softmax(x) - q) / N."""
+
+    def __init__(self, target, label_smoothing):
+        self.target, self.eps = target, label_smoothing
+
+    def forward(self, x):
+        _check_targets("cross_entropy", x, self.target)
+        if not 0.0 <= self.eps <= 1.0:
+            raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {self.eps}")
+        xp = xp_of(x)
+        n, c = x.shape
+        shifted = x - x.max(axis=1, keepdims=True)
+        logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        self.prob = xp.exp(logp)
+        rows = xp.arange(n)
+        picked = logp[rows, self.target]
+        loss = -(1 - self.eps) * picked - self.eps * logp.mean(axis=1)
+        return loss.mean() if n else xp.asarray(xp.nan, dtype=x.dtype)
+
+    def backward(self, g):
+        xp = xp_of(g)
+        n, c = self.prob.shape
+        grad = self.prob - self.eps / c
+        grad[xp.arange(n), self.target] -= 1 - self.eps
+        return grad * (g / n)
+
+
+class HingeLoss(Function):
+    """Multiclass SVM loss (Weston and Watkins 1999; cs231n): mean_i sum_{j != y_i} max(0, s_j - s_y + margin)."""
+
+    def __init__(self, target, margin):
+        self.target, self.margin = target, margin
+
+    def forward(self, s):
+        _check_targets("hinge_loss", s, self.target)
+        xp = xp_of(s)
+        rows = xp.arange(s.shape[0])
+        margins = s - s[rows, self.target][:, None] + s.dtype.type(self.margin)
+        margins[rows, self.target] = 0
+        self.active = (margins > 0).astype(s.dtype)
+        return xp.maximum(margins, 0).sum(axis=1).mean()
+
+    def backward(self, g):
+        xp = xp_of(g)
+        n = self.active.shape[0]
+        grad = self.active.copy()
+        grad[xp.arange(n), self.target] = -self.active.sum(axis=1)
+        return grad * (g / n)
+
+
+def _labels(target, like):
+    data = target.data if isinstance(target, Tensor) else xp_of(like.data).asarray(target)
+    return xp_of(like.data).asarray(data)
+
+
+def cross_entropy(logits, target, label_smoothing=0.0):
+    """Mean softmax cross-entropy of (N, C) logits against integer labels (N,)."""
+    return CrossEntropy.apply(logits, target=_labels(target, logits), label_smoothing=label_smoothing)
+
+
+def hinge_loss(scores, target, margin=1.0):
+    return HingeLoss.apply(scores, target=_labels(target, scores), margin=margin)
+
+
+def mse_loss(input, target):
+    """mean((input - target)^2)."""
+    t = target if isinstance(target, Tensor) else Tensor(xp_of(input.data).asarray(target, dtype=input.dtype))
+    if input.shape != t.shape:
+        raise ValueError(f"mse_loss: input and target must have one shape, got {input.shape} and {t.shape}")
+    return ((input - t) ** 2).mean()

@@ -1,0 +1,174 @@
+"""Ops that move values without arithmetic: reshape, transpose, indexing, concatenation, dtype and device copies.
+Their backward passes route each gradient value back to the position it came from."""
+import numpy as np
+
+from .. import backend
+from ..autograd import Function, Tensor
+from ..backend import xp_of
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, a):
+        self.in_shape = a.shape
+        try:
+            return a.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(a.shape)} to {self.shape}") from None
+
+    def backward(self, g):
+        return g.reshape(self.in_shape)
+
+
+class Transpose(Function):
+    """Permute axes with NumPy's meaning: no axes reverses them."""
+
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, a):
+        axes = self.axes or tuple(range(a.ndim))[::-1]
+        if sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)) or len(axes) != a.ndim:
+            raise ValueError(f"transpose: axes {self.axes} are not a permutation of {a.ndim} axes")
+        self.inverse = tuple(np.argsort([ax % a.ndim for ax in axes]))
+        return a.transpose(axes)
+
+    def backward(self, g):
+        return g.transpose(self.inverse)
+
+
+def _index_arrays(index):
+    """Replace Tensors inside an index by their arrays; tell whether the index is advanced (uses arrays)."""
+    items = index if isinstance(index, tuple) else (index,)
+    items = tuple(i.data if isinstance(i, Tensor) else i for i in items)
+    advanced = any(not isinstance(i, (int, np.integer, slice, type(None), type(Ellipsis))) for i in items)
+    return (items if isinstance(index, tuple) else items[0]), advanced
+
+
+class GetItem(Function):
+    """Basic slicing and integer/boolean array indexing; repeated indices accumulate in backward."""
+
+    def __init__(self, index):
+        self.index, self.advanced = _index_arrays(index)
+
+    def forward(self, a):
+        self.shape, self.dtype = a.shape, a.dtype
+        try:
+            return a[self.index]
+        except IndexError as e:
+            raise ValueError(f"getitem: index {self.index!r} is invalid for shape {tuple(a.shape)}: {e}") from None
+
+    def backward(self, g):
+        xp = xp_of(g)
+        grad = xp.zeros(self.shape, dtype=g.dtype)
+        if not self.advanced:
+            grad[self.index] = g
+        elif xp is np:
+            np.add.at(grad, self.index, g)
+        else:
+            import cupyx
+            cupyx.scatter_add(grad, self.index, g)
+        return grad
+
+
+class Cat(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *arrays):
+        ref = arrays[0]
+        axis = self.axis % ref.ndim if ref.ndim else 0
+        for a in arrays[1:]:
+            if a.ndim != ref.ndim or any(a.shape[i] != ref.shape[i] for i in range(ref.ndim) if i != axis):
+                raise ValueError(f"cat: shapes must match except along axis {self.axis}, "
+                                 f"got {[tuple(x.shape) for x in arrays]}")
+        self.axis = axis
+        self.bounds = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        return xp_of(ref).concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        return tuple(xp_of(g).split(g, self.bounds, axis=self.axis))
+
+
+class Stack(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *arrays):
+        if any(a.shape != arrays[0].shape for a in arrays):
+            raise ValueError(f"stack: all tensors must have one shape, got {[tuple(x.shape) for x in arrays]}")
+        self.axis = self.axis % (arrays[0].ndim + 1)
+        return xp_of(arrays[0]).stack(arrays, axis=self.axis)
+
+    def backward(self, g):
+        return tuple(g.take(i, axis=self.axis) for i in range(g.shape[self.axis]))
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, a):
+        self.in_dtype = a.dtype
+        return a.astype(self.dtype)
+
+    def backward(self, g):
+        return g.astype(self.in_dtype)
+
+
+class ToDevice(Function):
+    def __init__(self, device):
+        self.device = backend.Device(device)
+
+    def forward(self, a):
+        self.source = backend.device_of(a)
+        return backend.to_device(a, self.device)
+
+    def backward(self, g):
+        return backend.to_device(g, self.source)
+
+
+def reshape(a, *shape):
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Reshape.apply(a, shape=shape)
+
+
+def transpose(a, *axes):
+    axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    return Transpose.apply(a, axes=axes)
+
+
+def flatten(a, start_axis=0):
+    """Merge the axes from `start_axis` on into one (start_axis=1 keeps the batch axis)."""
+    start = start_axis % max(a.ndim, 1)
+    return reshape(a, *a.shape[:start], -1)
+
+
+def getitem(a, index):
+    return GetItem.apply(a, index=index)
+
+
+def _same_device(name, tensors):
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    return tensors
+
+
+def cat(tensors, axis=0):
+    """Concatenate along an existing axis (DenseNet and Inception join their branches this way)."""
+    return Cat.apply(*_same_device("cat", tensors), axis=axis)
+
+
+def stack(tensors, axis=0):
+    return Stack.apply(*_same_device("stack", tensors), axis=axis)
+
+
+def cast(a, dtype):
+    return Cast.apply(a, dtype=dtype)
+
+
+def to_device(a, device):
+    return ToDevice.apply(a, device=device)

@@ -1,0 +1,86 @@
+"""Optimizers with per-parameter step sizes.
+
+RMSprop (Hinton, lecture 6e, 2012): s = a s + (1 - a) g^2;  p -= lr g / (sqrt(s) + eps).
+Adam (Kingma and Ba 2015): m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay p -= lr wd p.
+"""
+import math
+
+from ..backend import xp_of
+from .optimizer import Optimizer
+
+
+class RMSprop(Optimizer):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False):
+        if lr < 0 or eps < 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"RMSprop: invalid lr={lr}, alpha={alpha} or eps={eps}")
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered))
+
+    def update(self, group, p, g, state):
+        xp = xp_of(g)
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p.data
+        a = group["alpha"]
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = xp.zeros_like(p.data)
+            if group["momentum"]:
+                state["momentum_buffer"] = xp.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        sq = state["square_avg"]
+        sq *= a
+        sq += (1 - a) * g * g
+        if group["centered"]:
+            ga = state["grad_avg"]
+            ga *= a
+            ga += (1 - a) * g
+            avg = xp.sqrt(sq - ga * ga) + group["eps"]
+        else:
+            avg = xp.sqrt(sq) + group["eps"]
+        if group["momentum"]:
+            buf = state["momentum_buffer"]
+            buf *= group["momentum"]
+            buf += g / avg
+            p.data -= group["lr"] * buf
+        else:
+            p.data -= group["lr"] * g / avg
+
+
+class Adam(Optimizer):
+    decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
+        if lr < 0 or eps < 0 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"{type(self).__name__}: invalid lr={lr}, betas={betas} or eps={eps}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def update(self, group, p, g, state):
+        xp = xp_of(g)
+        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
+        if wd and self.decoupled:
+            p.data *= 1 - lr * wd
+        elif wd:
+            g = g + wd * p.data
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = xp.sqrt(v) / math.sqrt(1 - b2**t) + group["eps"]
+        p.data -= (lr / (1 - b1**t)) * m / denom
+
+
+class AdamW(Adam):
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

@@ -1,0 +1,47 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minicnn as mc
+
+settings.register_profile("ci", deadline=None, derandomize=True, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+try:
+    import torch
+    torch.set_num_threads(2)
+except ImportError:
+    torch = None
+
+
+@pytest.fixture
+def torch_mod():
+    """PyTorch as a test oracle; tests that use it skip cleanly without it."""
+    if torch is None:
+        pytest.skip("PyTorch is not installed")
+    return torch
+
+
+def pytest_collection_modifyitems(config, items):
+    if mc.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    mc.manual_seed(0)
+    np.random.seed(0)
+
+
+def rand(*shape, low=-1.0, high=1.0, seed=None, requires_grad=True):
+    """A float64 tensor with values uniform in [low, high)."""
+    rng = np.random.default_rng(seed)
+    return mc.tensor(rng.uniform(low, high, size=shape), requires_grad=requires_grad)
