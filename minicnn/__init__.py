@@ -2,7 +2,7 @@
 from . import functional, init, nn, optim
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import Device, cuda, manual_seed
-from .functional import cat, stack
+from .functional import cat, conv_output_size, stack
 from .gradcheck import GradcheckError, gradcheck
 
 __version__ = "0.1.0"

@@ -18,7 +18,7 @@ except ImportError:
     torch = None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def torch_mod():
     """PyTorch as a test oracle; tests that use it skip cleanly without it."""
     if torch is None:

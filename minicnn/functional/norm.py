@@ -1,0 +1,118 @@
+"""Normalisation: batch normalisation and AlexNet's local response normalisation.
+
+Batch norm (Ioffe and Szegedy 2015): over every axis but the channel axis 1,
+    xhat = (x - mean) / sqrt(var + eps),  y = weight * xhat + bias.
+Training uses the batch statistics and updates running_mean and running_var in place with
+    r = (1 - momentum) r + momentum * stat   (the running variance is the unbiased one, as in PyTorch);
+evaluation uses the running statistics. Fused backward, with M values per channel:
+    dx = weight / sqrt(var + eps) / M * (M g - sum(g) - xhat sum(g xhat)).
+
+LRN (Krizhevsky et al. 2012), PyTorch's form: with S_c = k + alpha/size * sum of x^2 over the channels
+c - size//2 .. c + (size-1)//2 (zeros beyond the edges),  y_c = x_c / S_c^beta.
+"""
+from ..autograd import Function, Tensor
+from ..backend import xp_of
+
+
+class BatchNorm(Function):
+    def __init__(self, running_mean, running_var, has_weight, has_bias, training, momentum, eps):
+        self.rm, self.rv = running_mean, running_var
+        self.has_weight, self.has_bias = has_weight, has_bias
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x, *affine):
+        if x.ndim not in (2, 3, 4):
+            raise ValueError(f"batch_norm: expected input (N, C), (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
+        c = x.shape[1]
+        for name, t in (("running_mean", self.rm), ("running_var", self.rv)) + tuple(
+                zip(("weight", "bias")[int(not self.has_weight):], affine)):
+            if t is not None and tuple(t.shape) != (c,):
+                raise ValueError(f"batch_norm: expected {name} of shape ({c},) for input {tuple(x.shape)}, "
+                                 f"got {tuple(t.shape)}")
+        xp = xp_of(x)
+        self.axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, c) + (1,) * (x.ndim - 2)
+        self.m = x.size // c
+        if self.training:
+            if self.m < 2:
+                raise ValueError(f"batch_norm: training needs more than one value per channel, got input "
+                                 f"{tuple(x.shape)}")
+            mean = x.mean(axis=self.axes)
+            var = x.var(axis=self.axes)
+            if self.rm is not None:
+                self.rm *= 1 - self.momentum
+                self.rm += self.momentum * mean
+                self.rv *= 1 - self.momentum
+                self.rv += self.momentum * var * (self.m / (self.m - 1))
+        else:
+            if self.rm is None:
+                raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
+            mean, var = self.rm, self.rv
+        self.invstd = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype).reshape(bshape)
+        self.xhat = (x - mean.astype(x.dtype).reshape(bshape)) * self.invstd
+        y = self.xhat
+        self.weight = affine[0].reshape(bshape) if self.has_weight else None
+        if self.has_weight:
+            y = y * self.weight
+        if self.has_bias:
+            y = y + affine[-1].reshape(bshape)
+        return y
+
+    def backward(self, g):
+        gw = g * self.weight if self.has_weight else g
+        if self.training:
+            sum_g = gw.sum(axis=self.axes, keepdims=True)
+            sum_gx = (gw * self.xhat).sum(axis=self.axes, keepdims=True)
+            dx = (self.invstd / self.m) * (self.m * gw - sum_g - self.xhat * sum_gx)
+        else:
+            dx = gw * self.invstd
+        grads = (dx,)
+        if self.has_weight:
+            grads += ((g * self.xhat).sum(axis=self.axes),)
+        if self.has_bias:
+            grads += (g.sum(axis=self.axes),)
+        return grads
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation; running_mean/running_var (Tensors or None) are updated in place when training."""
+    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+    rv = running_var.data if isinstance(running_var, Tensor) else running_var
+    affine = [t for t in (weight, bias) if t is not None]
+    return BatchNorm.apply(x, *affine, running_mean=rm, running_var=rv, has_weight=weight is not None,
+                           has_bias=bias is not None, training=training, momentum=momentum, eps=eps)
+
+
+def _window_sum(a, lo, hi):
+    """out[:, c] = sum of a[:, c - lo .. c + hi] along axis 1, zeros beyond the edges (a cumulative sum)."""
+    xp = xp_of(a)
+    pad = [(0, 0)] * a.ndim
+    pad[1] = (lo + 1, hi)
+    cs = xp.cumsum(xp.pad(a, pad), axis=1)
+    c = a.shape[1]
+    return cs[:, lo + 1 + hi: lo + 1 + hi + c] - cs[:, :c]
+
+
+class LocalResponseNorm(Function):
+    def __init__(self, size, alpha, beta, k):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x):
+        if x.ndim < 3:
+            raise ValueError(f"local_response_norm: expected input (N, C, ...) with at least 3 dimensions, "
+                             f"got {tuple(x.shape)}")
+        self.x = x
+        self.s = self.k + (self.alpha / self.size) * _window_sum(x * x, self.size // 2, (self.size - 1) // 2)
+        return x * self.s ** -self.beta
+
+    def backward(self, g):
+        # d y_c / d x_j = [c == j] S_c^-beta - 2 beta alpha/size x_c x_j S_c^(-beta-1) for j in the window of c
+        t = g * self.x * self.s ** (-self.beta - 1)
+        back = _window_sum(t, (self.size - 1) // 2, self.size // 2)  # the channels c whose window holds j
+        return g * self.s ** -self.beta - (2 * self.beta * self.alpha / self.size) * self.x * back
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    return LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k)

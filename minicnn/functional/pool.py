@@ -1,0 +1,144 @@
+"""Pooling: max and average over sliding windows, global pooling and adaptive average pooling.
+
+Max pooling pads with -inf, keeps the index of the first maximum and sends each gradient back to it; average
+pooling divides by the window size counting the zero padding (PyTorch's default count_include_pad=True).
+Global average pooling (Lin et al. 2014, "Network in Network") replaces the fully connected head of GoogLeNet,
+ResNet and DenseNet.
+"""
+import numpy as np
+
+from ..autograd import Function
+from ..backend import xp_of
+from ._utils import check_4d, kernels_for, pair
+
+
+def pool_output_size(n, kernel, stride, padding, ceil_mode):
+    """floor((n + 2p - k) / s) + 1 (ceil with ceil_mode, where the last window must still start inside the image
+    or its left padding)."""
+    span = n + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= n + padding:
+        out -= 1
+    return out
+
+
+class _Pool2d(Function):
+    name = "pool2d"
+
+    def __init__(self, kernel_size, stride, padding, ceil_mode):
+        self.kernel = pair(self.name, "kernel_size", kernel_size, 1)
+        self.stride = self.kernel if stride is None else pair(self.name, "stride", stride, 1)
+        self.padding = pair(self.name, "padding", padding, 0)
+        self.ceil_mode = ceil_mode
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel)):
+            raise ValueError(f"{self.name}: padding {self.padding} must be at most half of kernel_size {self.kernel}")
+
+    def _sizes(self, x):
+        check_4d(self.name, x)
+        h, w = x.shape[2:]
+        if any(n + 2 * p < k for n, p, k in zip((h, w), self.padding, self.kernel)):
+            raise ValueError(f"{self.name}: kernel {self.kernel} is larger than the padded input {(h, w)} + "
+                             f"2*{self.padding}")
+        self.in_hw = (h, w)
+        return tuple(pool_output_size(n, k, s, p, self.ceil_mode)
+                     for n, k, s, p in zip((h, w), self.kernel, self.stride, self.padding))
+
+    def _args(self):
+        return (*self.kernel, *self.stride, *self.padding)
+
+
+class MaxPool2d(_Pool2d):
+    name = "max_pool2d"
+
+    def forward(self, x):
+        self.kern = kernels_for(x)
+        out, self.argmax = self.kern.max_pool2d_forward(x, *self._args(), *self._sizes(x))
+        return out
+
+    def backward(self, g):
+        return self.kern.max_pool2d_backward(g, self.argmax, *self.in_hw, *self._args())
+
+
+class AvgPool2d(_Pool2d):
+    name = "avg_pool2d"
+
+    def __init__(self, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x):
+        self.kern = kernels_for(x)
+        return self.kern.avg_pool2d_forward(x, *self._args(), *self._sizes(x), self.count_include_pad)
+
+    def backward(self, g):
+        return self.kern.avg_pool2d_backward(g, *self.in_hw, *self._args(), self.count_include_pad)
+
+
+class GlobalPool2d(Function):
+    """Mean or max over each whole feature map: (N, C, H, W) -> (N, C, 1, 1)."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def forward(self, x):
+        check_4d(f"global_{self.mode}_pool2d", x)
+        self.x_shape = x.shape
+        kern = kernels_for(x)
+        if self.mode == "avg":
+            return kern.global_avg_pool2d_forward(x)
+        out, self.argmax = kern.global_max_pool2d_forward(x)
+        return out
+
+    def backward(self, g):
+        kern = kernels_for(g)
+        if self.mode == "avg":
+            return kern.global_avg_pool2d_backward(g, *self.x_shape[2:])
+        return kern.global_max_pool2d_backward(g, self.argmax, *self.x_shape[2:])
+
+
+def _adaptive_matrix(n_in, n_out, dtype):
+    """Row i averages inputs floor(i n_in / n_out) .. ceil((i + 1) n_in / n_out) - 1 (PyTorch's bins)."""
+    m = np.zeros((n_out, n_in), dtype=dtype)
+    for i in range(n_out):
+        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+class AdaptiveAvgPool2d(Function):
+    """Average pooling to a fixed output size: y = A_h x A_w^T with averaging matrices, so backward is
+    dx = A_h^T g A_w."""
+
+    def __init__(self, output_size):
+        self.output_size = pair("adaptive_avg_pool2d", "output_size", output_size, 1)
+
+    def forward(self, x):
+        check_4d("adaptive_avg_pool2d", x)
+        xp = xp_of(x)
+        self.ah = xp.asarray(_adaptive_matrix(x.shape[2], self.output_size[0], x.dtype))
+        self.aw = xp.asarray(_adaptive_matrix(x.shape[3], self.output_size[1], x.dtype))
+        return self.ah @ x @ self.aw.T
+
+    def backward(self, g):
+        return self.ah.T @ g @ self.aw
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    return MaxPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    return AvgPool2d.apply(x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                           count_include_pad=count_include_pad)
+
+
+def global_avg_pool2d(x):
+    return GlobalPool2d.apply(x, mode="avg")
+
+
+def global_max_pool2d(x):
+    return GlobalPool2d.apply(x, mode="max")
+
+
+def adaptive_avg_pool2d(x, output_size):
+    return AdaptiveAvgPool2d.apply(x, output_size=output_size)
