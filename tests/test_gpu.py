@@ -1,0 +1,124 @@
+"""GPU backend: the same configurations as the CPU tests, GPU against CPU, forward and backward, float64 and
+float32. Skipped unless CuPy sees a GPU."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn import nn
+from test_conv import conv_configs
+from test_conv import make as make_conv
+from test_conv import run as run_conv
+from test_pool import avgp, maxp, pool_configs
+from test_pool import make as make_pool
+
+pytestmark = pytest.mark.gpu
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=2e-4, atol=2e-4)}
+
+
+def both(*tensors):
+    """CPU leaves and GPU copies of them (also leaves)."""
+    gpu = [mc.tensor(t.data, requires_grad=t.requires_grad, device="cuda") for t in tensors]
+    return list(tensors), gpu
+
+
+def compare(fn, cpu, gpu, dtype, grad_seed=0):
+    y_c, y_g = fn(*cpu), fn(*gpu)
+    assert y_g.device.type == "cuda"
+    np.testing.assert_allclose(y_g.numpy(), y_c.numpy(), **TOL[dtype])
+    g = np.random.default_rng(grad_seed).standard_normal(y_c.shape).astype(dtype)
+    y_c.backward(g)
+    y_g.backward(mc.tensor(g, device="cuda"))
+    for a, b in zip(cpu, gpu):
+        if a.requires_grad:
+            assert b.grad.device.type == "cuda"
+            np.testing.assert_allclose(b.grad.numpy(), a.grad.numpy(), **TOL[dtype])
+
+
+@settings(max_examples=40)
+@given(conv_configs(), st.sampled_from([np.float64, np.float32]))
+def test_conv2d_gpu_matches_cpu(cfg, dtype):
+    x, w, b = make_conv(cfg, dtype)
+    cpu, gpu = both(*[t for t in (x, w, b) if t is not None])
+    compare(lambda *a: run_conv(cfg, *a), cpu, gpu, dtype)
+
+
+@settings(max_examples=40)
+@given(pool_configs(), st.sampled_from([np.float64, np.float32]))
+def test_pooling_gpu_matches_cpu(cfg, dtype):
+    x = make_pool(cfg)
+    x = mc.tensor(x.numpy().astype(dtype), requires_grad=True)
+    for fn in (maxp, avgp):
+        cpu, gpu = both(x)
+        compare(lambda t: fn(cfg, t), cpu, gpu, dtype)
+        x.grad = None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_global_adaptive_norm_ops_gpu(dtype):
+    rng = np.random.default_rng(0)
+    x = mc.tensor(rng.standard_normal((3, 4, 5, 6)).astype(dtype), requires_grad=True)
+    for fn in (F.global_avg_pool2d, F.global_max_pool2d, lambda t: F.adaptive_avg_pool2d(t, (2, 4)),
+               lambda t: F.local_response_norm(t, 3, 0.1, 0.75, 2.0), F.relu, F.sigmoid,
+               lambda t: F.batch_norm(t, None, None, training=True)):
+        x.grad = None
+        cpu, gpu = both(x)
+        compare(fn, cpu, gpu, dtype)
+
+
+def test_gradcheck_on_gpu():
+    x = mc.tensor(np.random.default_rng(0).standard_normal((2, 2, 5, 5)), requires_grad=True, device="cuda")
+    w = mc.tensor(np.random.default_rng(1).standard_normal((3, 2, 3, 3)), requires_grad=True, device="cuda")
+    assert mc.gradcheck(lambda x, w: F.max_pool2d(F.conv2d(x, w, padding=1), 2), [x, w])
+
+
+def test_device_model():
+    x = mc.tensor(np.arange(6.0).reshape(2, 3), device="cuda")
+    assert x.device == "cuda:0" and isinstance(x.numpy(), np.ndarray)
+    y = mc.tensor(np.ones((2, 3)), requires_grad=True)
+    z = (y.to("cuda") * 2).sum()
+    z.backward()
+    assert y.grad.device == "cpu"  # the gradient flows back across the copy
+    np.testing.assert_array_equal(y.grad.numpy(), np.full((2, 3), 2.0))
+    with pytest.raises(ValueError, match="all inputs must be on one device, got cuda:0 and cpu"):
+        x + mc.tensor(np.ones((2, 3)))
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).to("cuda")
+    assert all(p.device == "cuda:0" for p in model.parameters())
+    assert model[1].running_mean.device == "cuda:0"
+    out = model(mc.tensor(np.zeros((2, 1, 5, 5), np.float32), device="cuda"))
+    assert out.device == "cuda:0" and out.shape == (2, 2, 3, 3)
+
+
+def test_training_step_gpu_equals_cpu():
+    def build():
+        mc.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).double()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 8, 8)), rng.integers(0, 3, 8)
+    results = []
+    for device in ("cpu", "cuda"):
+        model = build().to(device)
+        opt = mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        for _ in range(3):
+            loss = F.cross_entropy(model(mc.tensor(x, device=device)), mc.tensor(y, device=device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        results.append(model.state_dict())
+    for k in results[0]:
+        np.testing.assert_allclose(results[1][k], results[0][k], rtol=1e-9, atol=1e-11)
+
+
+def test_compile_error_names_the_file(tmp_path, monkeypatch):
+    from minicnn import kernels_gpu
+    (tmp_path / "im2col.cu").write_text("this is not CUDA")
+    monkeypatch.setattr(kernels_gpu, "kernel_dir", lambda: tmp_path)
+    kernels_gpu._module.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"compiling the CUDA kernels in .*im2col.cu failed"):
+            kernels_gpu._module("im2col.cu")
+    finally:
+        kernels_gpu._module.cache_clear()
