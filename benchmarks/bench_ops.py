@@ -8,10 +8,9 @@ import platform
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import minicnn as mc  # noqa: E402
+import minicnn as mc  # noqa: E402  (first: it tunes OpenBLAS's threads before NumPy loads it)
+import numpy as np  # noqa: E402
 import minicnn.functional as F  # noqa: E402
 from timing import race, table  # noqa: E402
 

@@ -9,6 +9,11 @@
 template <typename T>
 __device__ bool beats(T v, T best) { return v > best || isnan((double)v); }
 
+// -inf without math.h (NVRTC has no INFINITY macro)
+template <typename T> __device__ T neg_inf();
+template <> __device__ float neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> __device__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
+
 template <typename T>
 __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax, long long NC, int H,
                         int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW) {
@@ -19,7 +24,7 @@ __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ out, int* __res
         const int h0 = max(i * SH - PH, 0), h1 = min(i * SH - PH + KH, H);
         const int w0 = max(j * SW - PW, 0), w1 = min(j * SW - PW + KW, W);
         const T* xp = x + plane * H * W;
-        T best = -INFINITY;
+        T best = neg_inf<T>();
         int best_idx = h0 * W + w0;
         for (int y = h0; y < h1; ++y)
             for (int xx = w0; xx < w1; ++xx) {
@@ -112,7 +117,7 @@ __device__ void gavg_bwd(const T* __restrict__ g, T* __restrict__ dx, long long 
 template <typename T>
 __device__ void gmax_fwd(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax, long long NC, int HW) {
     GRID_STRIDE(NC) {
-        T best = -INFINITY;
+        T best = neg_inf<T>();
         int best_idx = 0;
         for (int k = 0; k < HW; ++k) {
             const T v = x[idx * HW + k];

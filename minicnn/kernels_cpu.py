@@ -1,8 +1,8 @@
 """Numba kernels for the CPU: im2col/col2im and 2-D pooling, forward and backward.
 
-Every kernel is a *gather*: each output element is computed by exactly one iteration, which reads whatever inputs
-it needs. Backward passes therefore never add into a shared location from two threads: there are no races and the
-result is the same on every run. Kernels are compiled on first use and cached on disk (cache=True), so the
+Every parallel iteration owns its outputs: forward kernels compute one row of `cols` or one (n, c) plane, and
+backward kernels give each (n, c) plane of dx to one thread, which adds into it in a fixed order. No two threads
+ever write one location: there are no races and the result is the same on every run. Kernels are compiled on first use and cached on disk (cache=True), so the
 compile time is paid once per machine.
 
 Shapes: x is (N, C, H, W). The im2col matrix `cols` is (C*KH*KW, N*OH*OW): row (c, r, s) holds, for every output
@@ -13,6 +13,14 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True)
+def _valid_range(n_out, n_in, stride, offset):
+    """The outputs j in [j0, j1) whose input position j*stride + offset lies inside [0, n_in)."""
+    j0 = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    j1 = 0 if n_in - 1 - offset < 0 else min(n_out, (n_in - 1 - offset) // stride + 1)
+    return min(j0, n_out), max(j1, min(j0, n_out))
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
@@ -21,43 +29,42 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     for row in prange(c * kh * kw):
         ci = row // (kh * kw)
         r = (row // kw) % kh
-        s = row % kw
+        off = (row % kw) * dw - pw
+        j0, j1 = _valid_range(ow, w, sw, off)
+        i0, i1 = _valid_range(oh, h, sh, r * dh - ph)
         for b in range(n):
-            for i in range(oh):
-                hi = i * sh - ph + r * dh
-                base = b * p + i * ow
-                if hi < 0 or hi >= h:
-                    for j in range(ow):
-                        cols[row, base + j] = 0
-                    continue
-                for j in range(ow):
-                    wi = j * sw - pw + s * dw
-                    cols[row, base + j] = x[b, ci, hi, wi] if 0 <= wi < w else 0
+            dst = cols[row, b * p:(b + 1) * p]
+            dst[:i0 * ow] = 0
+            dst[i1 * ow:] = 0
+            for i in range(i0, i1):
+                src = x[b, ci, i * sh + r * dh - ph]
+                line = dst[i * ow:(i + 1) * ow]
+                line[:j0] = 0
+                for j in range(j0, j1):
+                    line[j] = src[j * sw + off]
+                line[j1:] = 0
     return cols
 
 
 @njit(parallel=True, cache=True)
 def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """The adjoint of im2col: dx[n, c, y, x] sums every column entry that im2col read from (y, x)."""
+    """The adjoint of im2col: dx[n, c, y, x] sums every column entry that im2col read from (y, x). Each (n, c)
+    plane belongs to one thread, which adds its columns in a fixed order: no races, same result every run."""
     p = oh * ow
-    dx = np.empty((n, c, h, w), dtype=cols.dtype)
+    dx = np.zeros((n, c, h, w), dtype=cols.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
-        for hi in range(h):
-            for wi in range(w):
-                acc = 0.0
-                for r in range(kh):
-                    t = hi + ph - r * dh
-                    if t < 0 or t % sh != 0 or t // sh >= oh:
-                        continue
-                    i = t // sh
-                    for s in range(kw):
-                        u = wi + pw - s * dw
-                        if u < 0 or u % sw != 0 or u // sw >= ow:
-                            continue
-                        acc += cols[(ci * kh + r) * kw + s, b * p + i * ow + u // sw]
-                dx[b, ci, hi, wi] = acc
+        for r in range(kh):
+            i0, i1 = _valid_range(oh, h, sh, r * dh - ph)
+            for s in range(kw):
+                off = s * dw - pw
+                j0, j1 = _valid_range(ow, w, sw, off)
+                src = cols[(ci * kh + r) * kw + s, b * p:(b + 1) * p]
+                for i in range(i0, i1):
+                    dst = dx[b, ci, i * sh + r * dh - ph]
+                    for j in range(j0, j1):
+                        dst[j * sw + off] += src[i * ow + j]
     return dx
 
 
@@ -92,26 +99,17 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
 
 @njit(parallel=True, cache=True)
 def max_pool2d_backward(g, argmax, h, w, kh, kw, sh, sw, ph, pw):
-    """dx[y, x] = sum of g over the windows that could contain (y, x) and chose it as their maximum."""
+    """dx[y, x] = sum of g over the windows that chose (y, x) as their maximum. Each (n, c) plane belongs to one
+    thread, which adds its windows in order: no races, deterministic."""
     n, c, oh, ow = g.shape
-    dx = np.empty((n, c, h, w), dtype=g.dtype)
+    dx = np.zeros((n, c, h * w), dtype=g.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
-        for y in range(h):
-            i0 = max(0, (y + ph - kh + sh) // sh)
-            i1 = min(oh - 1, (y + ph) // sh)
-            for xx in range(w):
-                j0 = max(0, (xx + pw - kw + sw) // sw)
-                j1 = min(ow - 1, (xx + pw) // sw)
-                acc = 0.0
-                me = y * w + xx
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        if argmax[b, ci, i, j] == me:
-                            acc += g[b, ci, i, j]
-                dx[b, ci, y, xx] = acc
-    return dx
+        for i in range(oh):
+            for j in range(ow):
+                dx[b, ci, argmax[b, ci, i, j]] += g[b, ci, i, j]
+    return dx.reshape(n, c, h, w)
 
 
 @njit(cache=True)
@@ -149,23 +147,22 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
 
 @njit(parallel=True, cache=True)
 def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
-    """dx[y, x] = sum over the windows containing (y, x) of g / divisor."""
+    """dx[y, x] = sum over the windows containing (y, x) of g / divisor; one thread per (n, c) plane."""
     n, c, oh, ow = g.shape
-    dx = np.empty((n, c, h, w), dtype=g.dtype)
+    dx = np.zeros((n, c, h, w), dtype=g.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
-        for y in range(h):
-            i0 = max(0, (y + ph - kh + sh) // sh)
-            i1 = min(oh - 1, (y + ph) // sh)
-            for xx in range(w):
-                j0 = max(0, (xx + pw - kw + sw) // sw)
-                j1 = min(ow - 1, (xx + pw) // sw)
-                acc = 0.0
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        acc += g[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
-                dx[b, ci, y, xx] = acc
+        for i in range(oh):
+            h0 = max(i * sh - ph, 0)
+            h1 = min(i * sh - ph + kh, h)
+            for j in range(ow):
+                w0 = max(j * sw - pw, 0)
+                w1 = min(j * sw - pw + kw, w)
+                v = g[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
+                for y in range(h0, h1):
+                    for xx in range(w0, w1):
+                        dx[b, ci, y, xx] += v
     return dx
 
 
@@ -231,3 +228,69 @@ def global_max_pool2d_backward(g, argmax, h, w):
             for xx in range(w):
                 dx[b, ci, y, xx] = g[b, ci, 0, 0] if y * w + xx == me else 0
     return dx
+
+
+# --- batch normalisation: x is viewed as (N, C, L); statistics in float64 -------------------------------------
+
+@njit(parallel=True, cache=True)
+def batch_norm_stats(x):
+    """Per-channel mean and biased variance (two passes, float64 accumulation)."""
+    n, c, l = x.shape
+    mean = np.empty(c)
+    var = np.empty(c)
+    for ci in prange(c):
+        s = 0.0
+        for b in range(n):
+            for k in range(l):
+                s += x[b, ci, k]
+        m = s / (n * l)
+        ss = 0.0
+        for b in range(n):
+            for k in range(l):
+                d = x[b, ci, k] - m
+                ss += d * d
+        mean[ci] = m
+        var[ci] = ss / (n * l)
+    return mean, var
+
+
+@njit(parallel=True, cache=True)
+def batch_norm_apply(x, scale, shift):
+    """y = x * scale[c] + shift[c]."""
+    n, c, l = x.shape
+    y = np.empty_like(x)
+    for row in prange(n * c):
+        b = row // c
+        ci = row % c
+        sc, sh = scale[ci], shift[ci]
+        for k in range(l):
+            y[b, ci, k] = x[b, ci, k] * sc + sh
+    return y
+
+
+@njit(parallel=True, cache=True)
+def batch_norm_backward(g, x, mean, invstd, weight, training):
+    """dx, d(weight) = sum g xhat, d(bias) = sum g, with xhat recomputed from x (nothing else is stored)."""
+    n, c, l = x.shape
+    m = n * l
+    dx = np.empty_like(x)
+    dweight = np.empty(c)
+    dbias = np.empty(c)
+    for ci in prange(c):
+        mu, inv = mean[ci], invstd[ci]
+        sg = 0.0
+        sgx = 0.0
+        for b in range(n):
+            for k in range(l):
+                gv = g[b, ci, k]
+                sg += gv
+                sgx += gv * (x[b, ci, k] - mu) * inv
+        dweight[ci] = sgx
+        dbias[ci] = sg
+        scale = weight[ci] * inv
+        a = sg / m if training else 0.0
+        bcoef = sgx / m if training else 0.0
+        for b in range(n):
+            for k in range(l):
+                dx[b, ci, k] = scale * (g[b, ci, k] - a - (x[b, ci, k] - mu) * inv * bcoef)
+    return dx, dweight, dbias

@@ -134,3 +134,25 @@ def global_max_pool2d_backward(g, argmax, h, w):
     _launch("pool.cu", "global_max_pool2d_backward", g.dtype, dx.size, g, argmax, dx, np.int64(n * c),
             np.int32(h * w))
     return dx
+
+
+# --- batch normalisation (CuPy expressions; x viewed as (N, C, L)) ---------------------------------------------
+
+def batch_norm_stats(x):
+    xd = x.astype(cp.float64)
+    return xd.mean(axis=(0, 2)), xd.var(axis=(0, 2))
+
+
+def batch_norm_apply(x, scale, shift):
+    return x * scale[None, :, None] + shift[None, :, None]
+
+
+def batch_norm_backward(g, x, mean, invstd, weight, training):
+    xhat = (x - mean[None, :, None].astype(x.dtype)) * invstd[None, :, None].astype(x.dtype)
+    dbias = g.sum(axis=(0, 2), dtype=cp.float64)
+    dweight = (g * xhat).sum(axis=(0, 2), dtype=cp.float64)
+    m = x.shape[0] * x.shape[2]
+    scale = (weight * invstd).astype(x.dtype)[None, :, None]
+    if not training:
+        return g * scale, dweight, dbias
+    return scale * (g - (dbias / m).astype(x.dtype)[None, :, None] - xhat * (dweight / m).astype(x.dtype)[None, :, None]), dweight, dbias

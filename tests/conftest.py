@@ -1,10 +1,10 @@
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+import minicnn as mc  # first: it tunes OpenBLAS's threads before NumPy loads it
 
-import minicnn as mc
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=25,
                           suppress_health_check=[HealthCheck.too_slow])

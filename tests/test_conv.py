@@ -81,12 +81,13 @@ def test_chunked_batches_give_the_same_result(monkeypatch):
     cfg = dict(n=5, cin=2, cout=3, h=6, w=6, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
                bias=True, seed=0)
     x, w, b = make(cfg)
+    monkeypatch.setitem(conv.CHUNK_BYTES, "cpu", 2**30)  # one chunk
     y_full = run(cfg, x, w, b)
     y_full.backward(np.ones(y_full.shape))
     full = [t.grad.numpy().copy() for t in (x, w, b)]
     for t in (x, w, b):
         t.grad = None
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 2 * 18 * 36 * 8)  # two images per chunk: 3 chunks
+    monkeypatch.setitem(conv.CHUNK_BYTES, "cpu", 2 * 18 * 36 * 8)  # two images per chunk: 3 chunks
     y = run(cfg, x, w, b)
     y.backward(np.ones(y.shape))
     np.testing.assert_allclose(y.numpy(), y_full.numpy(), rtol=1e-12)

@@ -6,13 +6,14 @@ convolutions (AlexNet's two towers; depthwise convolution when G = C, Chollet 20
 
 Forward:  cols = im2col(x) of shape (C*KH*KW, N*OH*OW);  Y = W (K, C/G*KH*KW) @ cols, per group.
 Backward: dW = dY @ cols^T;  dcols = W^T @ dY;  dx = col2im(dcols);  db = sum of dY over n, i, j.
-The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES.
+The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES: on the CPU a cache-sized chunk
+(measured fastest, benchmarks/RESULTS.md), on the GPU a large one (fewer kernel launches), bounded either way.
 """
 from ..autograd import Function
-from ..backend import xp_of
+from ..backend import device_of, xp_of
 from ._utils import check_4d, kernels_for, pair
 
-CHUNK_BYTES = 256 * 2**20
+CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
 
 
 def conv_output_size(n, kernel, stride=1, padding=0, dilation=1, strict=False):
@@ -63,7 +64,7 @@ class Conv2d(Function):
 
     def _chunks(self, x, w):
         per_image = w.shape[1] * self.groups * w.shape[2] * w.shape[3] * self.out_hw[0] * self.out_hw[1] * x.itemsize
-        step = max(1, CHUNK_BYTES // max(per_image, 1))
+        step = max(1, CHUNK_BYTES[device_of(x).type] // max(per_image, 1))
         return [(n0, min(n0 + step, x.shape[0])) for n0 in range(0, x.shape[0], step)]
 
     def _im2col(self, x):
@@ -77,9 +78,12 @@ class Conv2d(Function):
         n, k = x.shape[0], w.shape[0]
         wm = w.reshape(g, k // g, -1)
         y = xp.empty((n, k, oh, ow), dtype=x.dtype)
-        for n0, n1 in self._chunks(x, w):
+        chunks = self._chunks(x, w)
+        for n0, n1 in chunks:
             cols = self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
             y[n0:n1] = (wm @ cols).reshape(k, n1 - n0, oh, ow).transpose(1, 0, 2, 3)
+        # a single chunk is small (at most CHUNK_BYTES): keep it for backward rather than build it again
+        self.cols = cols if len(chunks) == 1 else None
         if b is not None:
             y += b.reshape(1, k, 1, 1)
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -98,7 +102,8 @@ class Conv2d(Function):
         for n0, n1 in self._chunks(x, w):
             gm = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, k // g, -1)
             if need_w:
-                dw += gm @ self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1).transpose(0, 2, 1)
+                cols = self.cols if self.cols is not None else self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
+                dw += gm @ cols.transpose(0, 2, 1)
             if need_x:
                 dcols = (wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1)
                 dx[n0:n1] = kernels_for(x).col2im(dcols, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw, dh, dwl,

@@ -12,65 +12,65 @@ c - size//2 .. c + (size-1)//2 (zeros beyond the edges),  y_c = x_c / S_c^beta.
 """
 from ..autograd import Function, Tensor
 from ..backend import xp_of
+from ._utils import kernels_for
 
 
 class BatchNorm(Function):
+    """Runs on fused kernels (kernels_cpu / kernels_gpu): statistics, one apply pass, one backward pass that
+    recomputes xhat from x, so only x and the per-channel statistics are kept for backward."""
+
     def __init__(self, running_mean, running_var, has_weight, has_bias, training, momentum, eps):
         self.rm, self.rv = running_mean, running_var
         self.has_weight, self.has_bias = has_weight, has_bias
         self.training, self.momentum, self.eps = training, momentum, eps
 
-    def forward(self, x, *affine):
+    def _check(self, x, affine):
         if x.ndim not in (2, 3, 4):
             raise ValueError(f"batch_norm: expected input (N, C), (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
         c = x.shape[1]
-        for name, t in (("running_mean", self.rm), ("running_var", self.rv)) + tuple(
-                zip(("weight", "bias")[int(not self.has_weight):], affine)):
+        names = ("weight", "bias")[int(not self.has_weight):]
+        for name, t in (("running_mean", self.rm), ("running_var", self.rv)) + tuple(zip(names, affine)):
             if t is not None and tuple(t.shape) != (c,):
                 raise ValueError(f"batch_norm: expected {name} of shape ({c},) for input {tuple(x.shape)}, "
                                  f"got {tuple(t.shape)}")
-        xp = xp_of(x)
-        self.axes = (0,) + tuple(range(2, x.ndim))
-        bshape = (1, c) + (1,) * (x.ndim - 2)
-        self.m = x.size // c
+
+    def forward(self, x, *affine):
+        self._check(x, affine)
+        xp, kern = xp_of(x), kernels_for(x)
+        c = x.shape[1]
+        x3 = xp.ascontiguousarray(x).reshape(x.shape[0], c, -1)
+        m = x3.shape[0] * x3.shape[2]
         if self.training:
-            if self.m < 2:
+            if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, got input "
                                  f"{tuple(x.shape)}")
-            mean = x.mean(axis=self.axes)
-            var = x.var(axis=self.axes)
+            mean, var = kern.batch_norm_stats(x3)
             if self.rm is not None:
                 self.rm *= 1 - self.momentum
-                self.rm += self.momentum * mean
+                self.rm += (self.momentum * mean).astype(self.rm.dtype)
                 self.rv *= 1 - self.momentum
-                self.rv += self.momentum * var * (self.m / (self.m - 1))
+                self.rv += (self.momentum * var * (m / (m - 1))).astype(self.rv.dtype)
         else:
             if self.rm is None:
                 raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
-            mean, var = self.rm, self.rv
-        self.invstd = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype).reshape(bshape)
-        self.xhat = (x - mean.astype(x.dtype).reshape(bshape)) * self.invstd
-        y = self.xhat
-        self.weight = affine[0].reshape(bshape) if self.has_weight else None
-        if self.has_weight:
-            y = y * self.weight
-        if self.has_bias:
-            y = y + affine[-1].reshape(bshape)
-        return y
+            mean, var = self.rm.astype(xp.float64), self.rv.astype(xp.float64)
+        invstd = 1.0 / xp.sqrt(var + self.eps)
+        weight = affine[0].astype(xp.float64) if self.has_weight else xp.ones(c)
+        bias = affine[-1].astype(xp.float64) if self.has_bias else xp.zeros(c)
+        scale = weight * invstd
+        self.x3, self.mean, self.invstd, self.weight = x3, mean, invstd, weight
+        return kern.batch_norm_apply(x3, scale.astype(x.dtype), (bias - mean * scale).astype(x.dtype)).reshape(x.shape)
 
     def backward(self, g):
-        gw = g * self.weight if self.has_weight else g
-        if self.training:
-            sum_g = gw.sum(axis=self.axes, keepdims=True)
-            sum_gx = (gw * self.xhat).sum(axis=self.axes, keepdims=True)
-            dx = (self.invstd / self.m) * (self.m * gw - sum_g - self.xhat * sum_gx)
-        else:
-            dx = gw * self.invstd
-        grads = (dx,)
+        x3 = self.x3
+        g3 = xp_of(g).ascontiguousarray(g).reshape(x3.shape)
+        dx, dweight, dbias = kernels_for(g).batch_norm_backward(g3, x3, self.mean, self.invstd, self.weight,
+                                                                self.training)
+        grads = (dx.reshape(g.shape),)
         if self.has_weight:
-            grads += ((g * self.xhat).sum(axis=self.axes),)
+            grads += (dweight.astype(g.dtype),)
         if self.has_bias:
-            grads += (g.sum(axis=self.axes),)
+            grads += (dbias.astype(g.dtype),)
         return grads
 
 
