@@ -8,7 +8,7 @@ import os as _os
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import functional, init, nn, optim
+from . import data, functional, init, models, nn, optim
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import Device, cuda, manual_seed
 from .functional import cat, conv_output_size, stack

@@ -1,0 +1,5 @@
+"""Data sets, the DataLoader and batch transforms."""
+from .datasets import (DATASETS, Dataset, DataError, cache_dir, load_cifar10, load_dataset, load_fashion_mnist,
+                       load_mnist, make_synthetic, read_idx)
+from .loader import DataLoader
+from .transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip

