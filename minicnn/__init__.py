@@ -13,5 +13,6 @@ from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, t
 from .backend import Device, cuda, manual_seed
 from .functional import cat, conv_output_size, stack
 from .gradcheck import GradcheckError, gradcheck
+from .summary import summary
 
 __version__ = "0.1.0"

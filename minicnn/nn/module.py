@@ -24,6 +24,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", {})
 
     # --- registration ----------------------------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -186,7 +187,23 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
+        return out
+
+    def register_forward_hook(self, hook):
+        """Call hook(module, inputs, output) after every forward; returns a handle whose remove() detaches it."""
+        key = object()
+        self._forward_hooks[key] = hook
+        hooks = self._forward_hooks
+
+        class Handle:
+            def remove(self):
+                hooks.pop(key, None)
+        return Handle()
 
     def extra_repr(self):
         return ""
