@@ -146,6 +146,18 @@ def normal(shape, dtype=np.float32, device="cpu"):
     return generator(device).standard_normal(shape, dtype=dtype)
 
 
+def kernel_seed(device):
+    """A 64-bit seed for a GPU kernel that draws its own random numbers, from a host-side generator per device
+    (seeded by manual_seed), so drawing it never waits for the device."""
+    device = Device(device)
+    key = ("seeds", device)
+    gen = _generators.get(key)
+    if gen is None:
+        seed = _seed if _seed is not None else np.random.SeedSequence().entropy % (2**63)
+        gen = _generators[key] = np.random.default_rng([seed, 7919, device.index or 0])
+    return int(gen.integers(0, 2**63))
+
+
 def get_rng_state():
     """The CPU generator's state (for checkpoints)."""
     return generator("cpu").bit_generator.state

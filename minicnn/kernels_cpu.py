@@ -233,8 +233,9 @@ def global_max_pool2d_backward(g, argmax, h, w):
 # --- batch normalisation: x is viewed as (N, C, L); statistics in float64 -------------------------------------
 
 @njit(parallel=True, cache=True)
-def batch_norm_stats(x):
-    """Per-channel mean and biased variance (two passes, float64 accumulation)."""
+def batch_norm_stats(x, running_mean, running_var, momentum, update):
+    """Per-channel mean and biased variance (two passes, float64 accumulation); when `update`, also
+    running = (1 - momentum) running + momentum stat, with the unbiased variance."""
     n, c, l = x.shape
     mean = np.empty(c)
     var = np.empty(c)
@@ -251,6 +252,9 @@ def batch_norm_stats(x):
                 ss += d * d
         mean[ci] = m
         var[ci] = ss / (n * l)
+        if update:
+            running_mean[ci] = (1 - momentum) * running_mean[ci] + momentum * m
+            running_var[ci] = (1 - momentum) * running_var[ci] + momentum * ss / (n * l - 1)
     return mean, var
 
 

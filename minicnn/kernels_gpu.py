@@ -136,23 +136,112 @@ def global_max_pool2d_backward(g, argmax, h, w):
     return dx
 
 
-# --- batch normalisation (CuPy expressions; x viewed as (N, C, L)) ---------------------------------------------
+# --- batch normalisation, LRN (norm.cu) -----------------------------------------------------------------------
 
-def batch_norm_stats(x):
-    xd = x.astype(cp.float64)
-    return xd.mean(axis=(0, 2)), xd.var(axis=(0, 2))
+def _launch_blocks(filename, name, dtype, blocks, *args):
+    """Launch with one block per channel (the reduction kernels)."""
+    fn = _module(filename).get_function(f"{name}_{_SUFFIX[np.dtype(dtype)]}")
+    fn((int(blocks),), (_THREADS,), args)
+
+
+def batch_norm_stats(x, running_mean, running_var, momentum, update):
+    """Per-channel mean and biased variance of x (N, C, L), float64; updates the running statistics in the same
+    kernel when `update`."""
+    x = cp.ascontiguousarray(x)
+    n, c, l = x.shape
+    mean, var = cp.empty(c, cp.float64), cp.empty(c, cp.float64)
+    in_kernel = update and running_mean.dtype == x.dtype and running_var.dtype == x.dtype
+    rm, rv = (running_mean, running_var) if in_kernel else (cp.empty(1, x.dtype), cp.empty(1, x.dtype))
+    _launch_blocks("norm.cu", "batch_norm_stats", x.dtype, c, x, mean, var, rm, rv, np.int64(n), np.int32(c),
+                   np.int64(l), np.float64(momentum), np.int32(in_kernel))
+    if update and not in_kernel:  # running statistics of another dtype than the input
+        m = n * l
+        running_mean[...] = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
+        running_var[...] = ((1 - momentum) * running_var + momentum * var * m / (m - 1)).astype(running_var.dtype)
+    return mean, var
 
 
 def batch_norm_apply(x, scale, shift):
-    return x * scale[None, :, None] + shift[None, :, None]
+    x = cp.ascontiguousarray(x)
+    y = cp.empty_like(x)
+    _launch("norm.cu", "batch_norm_apply", x.dtype, x.size, x, y, cp.ascontiguousarray(scale),
+            cp.ascontiguousarray(shift), np.int64(x.size), np.int32(x.shape[1]), np.int64(x.shape[2]))
+    return y
 
 
 def batch_norm_backward(g, x, mean, invstd, weight, training):
-    xhat = (x - mean[None, :, None].astype(x.dtype)) * invstd[None, :, None].astype(x.dtype)
-    dbias = g.sum(axis=(0, 2), dtype=cp.float64)
-    dweight = (g * xhat).sum(axis=(0, 2), dtype=cp.float64)
-    m = x.shape[0] * x.shape[2]
-    scale = (weight * invstd).astype(x.dtype)[None, :, None]
-    if not training:
-        return g * scale, dweight, dbias
-    return scale * (g - (dbias / m).astype(x.dtype)[None, :, None] - xhat * (dweight / m).astype(x.dtype)[None, :, None]), dweight, dbias
+    g, x = cp.ascontiguousarray(g), cp.ascontiguousarray(x)
+    n, c, l = x.shape
+    sum_g, sum_gx = cp.empty(c, cp.float64), cp.empty(c, cp.float64)
+    _launch_blocks("norm.cu", "batch_norm_backward_reduce", x.dtype, c, g, x, mean, invstd, sum_g, sum_gx,
+                   np.int64(n), np.int32(c), np.int64(l))
+    dx = cp.empty_like(x)
+    _launch("norm.cu", "batch_norm_backward_apply", x.dtype, x.size, g, x, dx, mean, invstd,
+            cp.ascontiguousarray(weight, dtype=cp.float64), sum_g, sum_gx, np.int64(x.size), np.int32(c),
+            np.int64(l), np.int64(n * l), np.int32(bool(training)))
+    return dx, sum_gx, sum_g
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    x = cp.ascontiguousarray(x)
+    y, s = cp.empty_like(x), cp.empty_like(x)
+    l = x.size // (x.shape[0] * x.shape[1])
+    _launch("norm.cu", "lrn_forward", x.dtype, x.size, x, y, s, np.int64(x.size), np.int32(x.shape[1]),
+            np.int64(l), np.int32(size), np.float64(alpha), np.float64(beta), np.float64(k))
+    return y, s
+
+
+def lrn_backward(g, x, s, size, alpha, beta):
+    g = cp.ascontiguousarray(g)
+    dx = cp.empty_like(x)
+    l = x.size // (x.shape[0] * x.shape[1])
+    _launch("norm.cu", "lrn_backward", x.dtype, x.size, g, x, s, dx, np.int64(x.size), np.int32(x.shape[1]),
+            np.int64(l), np.int32(size), np.float64(alpha), np.float64(beta))
+    return dx
+
+
+# --- activations, dropout (activation.cu) and the softmax cross-entropy (loss.cu) --------------------------------
+
+def leaky_relu_forward(x, slope):
+    x = cp.ascontiguousarray(x)
+    y = cp.empty_like(x)
+    _launch("activation.cu", "leaky_relu_forward", x.dtype, x.size, x, y, np.int64(x.size), x.dtype.type(slope))
+    return y
+
+
+def leaky_relu_backward(g, x, slope):
+    g = cp.ascontiguousarray(g)
+    dx = cp.empty_like(x)
+    _launch("activation.cu", "leaky_relu_backward", x.dtype, x.size, g, x, dx, np.int64(x.size),
+            x.dtype.type(slope))
+    return dx
+
+
+def dropout_forward(x, p, seed):
+    """y = x * mask with mask = 1/(1-p) where a uniform draw of (seed, index) is >= p, else 0."""
+    x = cp.ascontiguousarray(x)
+    y, mask = cp.empty_like(x), cp.empty_like(x)
+    scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
+    _launch("activation.cu", "dropout_forward", x.dtype, x.size, x, y, mask, np.int64(x.size), np.float64(p),
+            x.dtype.type(scale), np.uint64(seed))
+    return y, mask
+
+
+def cross_entropy_forward(x, target, eps):
+    """Per-row losses and log-sum-exps of (N, C) logits; a label outside [0, C) gives a NaN loss."""
+    x = cp.ascontiguousarray(x)
+    target = cp.ascontiguousarray(target, dtype=cp.int64)
+    n, c = x.shape
+    loss, lse = cp.empty(n, x.dtype), cp.empty(n, x.dtype)
+    _launch("loss.cu", "cross_entropy_forward", x.dtype, n, x, target, loss, lse, np.int64(n), np.int32(c),
+            np.float64(eps))
+    return loss, lse
+
+
+def cross_entropy_backward(x, target, lse, g, eps):
+    dx = cp.empty_like(x)
+    n, c = x.shape
+    _launch("loss.cu", "cross_entropy_backward", x.dtype, x.size, cp.ascontiguousarray(x),
+            cp.ascontiguousarray(target, dtype=cp.int64), lse, cp.ascontiguousarray(g.reshape(1)), dx, np.int64(n),
+            np.int32(c), np.float64(eps))
+    return dx

@@ -122,3 +122,66 @@ def test_compile_error_names_the_file(tmp_path, monkeypatch):
             kernels_gpu._module("im2col.cu")
     finally:
         kernels_gpu._module.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cuda_kernels_of_the_hot_path_match_cpu(dtype):
+    rng = np.random.default_rng(0)
+    x = mc.tensor(rng.standard_normal((6, 5)).astype(dtype), requires_grad=True)
+    y = np.array([0, 4, 2, 2, 1, 3])
+    for eps in (0.0, 0.1):
+        x.grad = None
+        cpu, gpu = both(x)
+        compare(lambda t: F.cross_entropy(t, y, label_smoothing=eps), cpu, gpu, dtype)
+    img = mc.tensor(rng.standard_normal((3, 6, 4, 5)).astype(dtype), requires_grad=True)
+    for fn in (F.relu, lambda t: F.leaky_relu(t, 0.2), lambda t: F.local_response_norm(t, 5, 1e-2, 0.75, 2.0),
+               lambda t: F.batch_norm(t, None, None, training=True)):
+        img.grad = None
+        cpu, gpu = both(img)
+        compare(fn, cpu, gpu, dtype)
+
+
+def test_batch_norm_running_statistics_on_gpu():
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32) * 2 + 1
+    bn_cpu, bn_gpu = nn.BatchNorm2d(3), nn.BatchNorm2d(3).to("cuda")
+    for _ in range(3):
+        bn_cpu(mc.tensor(x))
+        bn_gpu(mc.tensor(x, device="cuda"))
+    for k, v in bn_cpu.state_dict().items():
+        np.testing.assert_allclose(bn_gpu.state_dict()[k], v, rtol=1e-5)
+
+
+def test_dropout_on_gpu_is_seeded_and_inverted():
+    x = mc.tensor(np.ones(100000, np.float32), requires_grad=True, device="cuda")
+    mc.manual_seed(1)
+    y = F.dropout(x, 0.3)
+    kept = y.numpy() != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), kept / 0.7, rtol=1e-6)
+    mc.manual_seed(1)
+    np.testing.assert_array_equal(F.dropout(x, 0.3).numpy() != 0, kept)
+
+
+def test_out_of_range_gpu_label_gives_nan_loss():
+    logits = mc.tensor(np.zeros((2, 3), np.float32), device="cuda")
+    assert np.isnan(F.cross_entropy(logits, mc.tensor(np.array([0, 3]), device="cuda")).item())
+    with pytest.raises(ValueError, match="labels must lie in"):  # host labels are checked on the host
+        F.cross_entropy(logits, np.array([0, 3]))
+
+
+def test_training_step_makes_no_host_copies():
+    cupyx = pytest.importorskip("cupyx")
+    if not hasattr(cupyx, "allow_synchronize"):
+        pytest.skip("this CuPy has no allow_synchronize guard")
+    from minicnn.train import train_step
+    mc.manual_seed(0)
+    model = mc.models.lenet5().to("cuda")
+    opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = mc.tensor(np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32), device="cuda")
+    y = mc.tensor(np.arange(16) % 10, device="cuda")
+    train_step(model, opt, x, y)  # compiles and caches every kernel
+    with cupyx.allow_synchronize(False):  # raises cupyx.DeviceSynchronized on any device-to-host wait
+        loss, _ = train_step(model, opt, x, y)
+    assert np.isfinite(loss.item())

@@ -1,6 +1,9 @@
 """The model zoo: parameter counts against the published numbers, summary() against the papers' tables, forward
 and backward of every model at a small input, float64 gradient checks of the residual, dense, inception and
 separable blocks, and a ResNet-18 written in PyTorch loaded through state_dict."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,9 @@ from minicnn.models.densenet import DenseBlock, Transition
 from minicnn.models.googlenet import Inception
 from minicnn.models.resnet import BasicBlock, Bottleneck, CifarBasicBlock
 from minicnn.models.xception import Block as XceptionBlock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import torch_models  # noqa: E402  (the PyTorch twin of ResNet-18)
 
 PARAMS = {  # torchvision's counts where it has the model, else the paper's (or Keras's, for Xception)
     "lenet5": 61_706, "alexnet": 61_100_840, "alexnet_original": 60_965_224,
@@ -147,47 +153,10 @@ def test_block_gradcheck(block, cin):
     assert mc.gradcheck(lambda x, *ps: m(x), [x] + list(m.parameters()))
 
 
-def _torch_resnet18(torch, num_classes):
-    nn = torch.nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.downsample = None
-            if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-            return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            cin = 64
-            for i, (c, s) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)]):
-                setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, c, s), Block(c, c, 1)))
-                cin = c
-            self.fc = nn.Linear(512, num_classes)
-
-        def forward(self, x):
-            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1))
-    return Net()
-
-
 def test_resnet18_matches_pytorch_through_state_dict(torch_mod):
     torch = torch_mod
     torch.manual_seed(0)
-    theirs = _torch_resnet18(torch, 10).double()
+    theirs = torch_models.resnet18(torch, 10).double()
     with torch.no_grad():  # non-trivial running statistics and affine parameters
         for m in theirs.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

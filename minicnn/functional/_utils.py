@@ -3,12 +3,15 @@ from .. import kernels_cpu
 from ..backend import is_gpu_array
 
 
+def kernels_gpu():
+    """The CUDA kernel module (imported on first use: it needs CuPy)."""
+    from .. import kernels_gpu as module
+    return module
+
+
 def kernels_for(array):
     """The kernel module for an array's device: Numba on the CPU, CUDA C (through CuPy) on the GPU."""
-    if is_gpu_array(array):
-        from .. import kernels_gpu
-        return kernels_gpu
-    return kernels_cpu
+    return kernels_gpu() if is_gpu_array(array) else kernels_cpu
 
 
 def pair(name, what, value, minimum):

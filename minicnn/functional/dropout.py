@@ -2,14 +2,22 @@
 scaled by 1 / (1 - p), so evaluation is the identity."""
 from .. import backend
 from ..autograd import Function
+from ._utils import kernels_gpu
 
 
 class Dropout(Function):
+    """The mask (0 or 1/(1-p)) is drawn from minicnn's generator of the input's device; on the GPU one CUDA kernel
+    draws it and applies it, from a seed taken on the host (no device synchronisation)."""
+
     def __init__(self, p):
         self.p = p
 
     def forward(self, x):
-        keep = backend.uniform(x.shape, dtype=x.dtype, device=backend.device_of(x)) >= self.p
+        device = backend.device_of(x)
+        if device.type == "cuda":
+            y, self.mask = kernels_gpu().dropout_forward(x, self.p, backend.kernel_seed(device))
+            return y
+        keep = backend.uniform(x.shape, dtype=x.dtype, device=device) >= self.p
         scale = 0.0 if self.p >= 1 else 1.0 / (1.0 - self.p)
         self.mask = keep * x.dtype.type(scale)
         return x * self.mask

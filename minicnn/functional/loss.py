@@ -1,10 +1,13 @@
 """Loss functions: softmax cross-entropy (with label smoothing), the multiclass SVM (hinge) loss and mean squared
 error. Each returns the mean over the batch."""
+import numpy as np
+
 from ..autograd import Function, Tensor
-from ..backend import xp_of
+from ..backend import is_gpu_array, xp_of
+from ._utils import kernels_gpu
 
 
-def _check_targets(name, scores, target):
+def _check_targets(name, scores, target, check_range=True):
     if scores.ndim != 2:
         raise ValueError(f"{name}: expected scores of shape (N, C), got {tuple(scores.shape)}")
     if target.dtype.kind not in "iu":
@@ -12,7 +15,7 @@ def _check_targets(name, scores, target):
     if target.shape != scores.shape[:1]:
         raise ValueError(f"{name}: expected {scores.shape[0]} labels of shape ({scores.shape[0]},), "
                          f"got shape {tuple(target.shape)}")
-    if target.size and (int(target.min()) < 0 or int(target.max()) >= scores.shape[1]):
+    if check_range and target.size and (int(target.min()) < 0 or int(target.max()) >= scores.shape[1]):
         raise ValueError(f"{name}: labels must lie in [0, {scores.shape[1]}), got values from "
                          f"{int(target.min())} to {int(target.max())}")
 
@@ -25,10 +28,13 @@ class CrossEntropy(Function):
         self.target, self.eps = target, label_smoothing
 
     def forward(self, x):
-        _check_targets("cross_entropy", x, self.target)
         if not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {self.eps}")
         xp = xp_of(x)
+        if is_gpu_array(x):  # one CUDA kernel per row forward, one per element backward
+            self.x = x
+            rows, self.lse = kernels_gpu().cross_entropy_forward(x, self.target, self.eps)
+            return rows.mean() if x.shape[0] else xp.asarray(xp.nan, dtype=x.dtype)
         n, c = x.shape
         shifted = x - x.max(axis=1, keepdims=True)
         logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
@@ -40,6 +46,8 @@ class CrossEntropy(Function):
 
     def backward(self, g):
         xp = xp_of(g)
+        if is_gpu_array(g):
+            return kernels_gpu().cross_entropy_backward(self.x, self.target, self.lse, g, self.eps)
         n, c = self.prob.shape
         grad = self.prob - self.eps / c
         grad[xp.arange(n), self.target] -= 1 - self.eps
@@ -53,7 +61,6 @@ class HingeLoss(Function):
         self.target, self.margin = target, margin
 
     def forward(self, s):
-        _check_targets("hinge_loss", s, self.target)
         xp = xp_of(s)
         rows = xp.arange(s.shape[0])
         margins = s - s[rows, self.target][:, None] + s.dtype.type(self.margin)
@@ -69,18 +76,24 @@ class HingeLoss(Function):
         return grad * (g / n)
 
 
-def _labels(target, like):
-    data = target.data if isinstance(target, Tensor) else xp_of(like.data).asarray(target)
-    return xp_of(like.data).asarray(data)
+def _labels(name, target, scores, range_check_on_device=True):
+    """The labels as an array on the scores' device, checked first. Checking the range of labels that are already
+    on the GPU would wait for the device; cross_entropy skips that (its kernel gives a NaN loss for a label out of
+    range, which the training loop reports), so a training step never synchronises."""
+    data = target.data if isinstance(target, Tensor) else target
+    data = data if is_gpu_array(data) else np.asarray(data)
+    _check_targets(name, scores.data, data, check_range=range_check_on_device or not is_gpu_array(data))
+    return xp_of(scores.data).asarray(data)
 
 
 def cross_entropy(logits, target, label_smoothing=0.0):
     """Mean softmax cross-entropy of (N, C) logits against integer labels (N,)."""
-    return CrossEntropy.apply(logits, target=_labels(target, logits), label_smoothing=label_smoothing)
+    return CrossEntropy.apply(logits, target=_labels("cross_entropy", target, logits, range_check_on_device=False),
+                              label_smoothing=label_smoothing)
 
 
 def hinge_loss(scores, target, margin=1.0):
-    return HingeLoss.apply(scores, target=_labels(target, scores), margin=margin)
+    return HingeLoss.apply(scores, target=_labels("hinge_loss", target, scores), margin=margin)
 
 
 def mse_loss(input, target):

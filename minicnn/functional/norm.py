@@ -11,8 +11,8 @@ LRN (Krizhevsky et al. 2012), PyTorch's form: with S_c = k + alpha/size * sum of
 c - size//2 .. c + (size-1)//2 (zeros beyond the edges),  y_c = x_c / S_c^beta.
 """
 from ..autograd import Function, Tensor
-from ..backend import xp_of
-from ._utils import kernels_for
+from ..backend import is_gpu_array, xp_of
+from ._utils import kernels_for, kernels_gpu
 
 
 class BatchNorm(Function):
@@ -44,12 +44,9 @@ class BatchNorm(Function):
             if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, got input "
                                  f"{tuple(x.shape)}")
-            mean, var = kern.batch_norm_stats(x3)
-            if self.rm is not None:
-                self.rm *= 1 - self.momentum
-                self.rm += (self.momentum * mean).astype(self.rm.dtype)
-                self.rv *= 1 - self.momentum
-                self.rv += (self.momentum * var * (m / (m - 1))).astype(self.rv.dtype)
+            update = self.rm is not None
+            rm, rv = (self.rm, self.rv) if update else (xp.empty(0, x.dtype), xp.empty(0, x.dtype))
+            mean, var = kern.batch_norm_stats(x3, rm, rv, self.momentum, update)
         else:
             if self.rm is None:
                 raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
@@ -104,11 +101,16 @@ class LocalResponseNorm(Function):
             raise ValueError(f"local_response_norm: expected input (N, C, ...) with at least 3 dimensions, "
                              f"got {tuple(x.shape)}")
         self.x = x
+        if is_gpu_array(x):
+            y, self.s = kernels_gpu().lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+            return y
         self.s = self.k + (self.alpha / self.size) * _window_sum(x * x, self.size // 2, (self.size - 1) // 2)
         return x * self.s ** -self.beta
 
     def backward(self, g):
         # d y_c / d x_j = [c == j] S_c^-beta - 2 beta alpha/size x_c x_j S_c^(-beta-1) for j in the window of c
+        if is_gpu_array(g):
+            return kernels_gpu().lrn_backward(g, self.x, self.s, self.size, self.alpha, self.beta)
         t = g * self.x * self.s ** (-self.beta - 1)
         back = _window_sum(t, (self.size - 1) // 2, self.size // 2)  # the channels c whose window holds j
         return g * self.s ** -self.beta - (2 * self.beta * self.alpha / self.size) * self.x * back

@@ -1,0 +1,129 @@
+"""Training-step timings of LeNet-5 and ResNet-18 next to PyTorch (same architecture, same data, SGD with
+momentum), and the peak memory of a ResNet-18 step.
+
+    python benchmarks/bench_models.py [--device cpu|cuda]
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import minicnn as mc  # noqa: E402  (first: it tunes OpenBLAS's threads before NumPy loads it)
+import numpy as np  # noqa: E402
+import minicnn.functional as F  # noqa: E402
+from timing import race, table  # noqa: E402
+import torch_models  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+
+def step_pair(ours, theirs_factory, x, y, device, repeats):
+    opt = mc.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+    mx, my = mc.tensor(x, device=device), mc.tensor(y, device=device)
+
+    def mc_step():
+        loss = F.cross_entropy(ours(mx), my)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fns = {"minicnn": mc_step}
+    if torch is not None:
+        theirs = theirs_factory(torch).to(device)
+        topt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9)
+        tx, ty = torch.tensor(x, device=device), torch.tensor(y, device=device)
+
+        def torch_step():
+            loss = torch.nn.functional.cross_entropy(theirs(tx), ty)
+            topt.zero_grad()
+            loss.backward()
+            topt.step()
+        fns["torch"] = torch_step
+    t = race(fns, device, repeats=repeats)
+    return t["minicnn"], t.get("torch")
+
+
+def timings(device, resnet_size, resnet_batch):
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in (32, 128):
+        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+        mc.manual_seed(0)
+        rows.append((f"LeNet-5 training step, batch {batch}",
+                     *step_pair(mc.models.lenet5().to(device), torch_models.lenet5, x, y, device, 30)))
+    x = rng.standard_normal((resnet_batch, 3, resnet_size, resnet_size)).astype(np.float32)
+    y = rng.integers(0, 1000, resnet_batch)
+    mc.manual_seed(0)
+    rows.append((f"ResNet-18 training step, {resnet_size}x{resnet_size}, batch {resnet_batch}",
+                 *step_pair(mc.models.resnet18().to(device), torch_models.resnet18, x, y, device, 7)))
+    return rows
+
+
+MEMORY_PROBE = r"""
+import sys, numpy
+sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
+framework, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if framework == "minicnn":
+    import minicnn as mc, minicnn.functional as F
+    mc.manual_seed(0)
+    model = mc.models.resnet18()
+    opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = mc.tensor(numpy.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(numpy.float32))
+    def step():
+        loss = F.cross_entropy(model(x), numpy.zeros(batch, int)); opt.zero_grad(); loss.backward(); opt.step()
+else:
+    import torch, torch_models
+    torch.set_num_threads(2)
+    model = torch_models.resnet18(torch)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, size, size)
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long))
+        opt.zero_grad(); loss.backward(); opt.step()
+step()  # the first step allocates the optimizer state and warms every cache
+def status(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
+base = status("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current size
+step()
+print((status("VmHWM:") - base) * 1024)
+"""
+
+
+def peak_step_memory(framework, size, batch):
+    """Bytes a second training step adds on top of the resident set before it (Linux /proc), in a fresh process."""
+    code = MEMORY_PROBE.format(root=str(HERE.parent), here=str(HERE))
+    out = subprocess.run([sys.executable, "-c", code, framework, str(size), str(batch)], capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    if torch is not None and args.device == "cpu":
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    gpu = args.device.startswith("cuda")
+    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, device {args.device}, "
+          f"torch {torch.__version__ if torch else 'absent'}, numpy {np.__version__}")
+    rows = timings(args.device, 224 if gpu else 64, 64 if gpu else 16)
+    print(table(rows, f"training steps, float32, device {args.device}, medians"))
+    if not gpu:
+        ours = peak_step_memory("minicnn", 64, 16)
+        line = f"\nResNet-18 step (64x64, batch 16) peak memory above the resident set: minicnn {ours / 2**20:.0f} MiB"
+        if torch is not None:
+            theirs = peak_step_memory("torch", 64, 16)
+            line += f", PyTorch {theirs / 2**20:.0f} MiB, ratio {ours / theirs:.2f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
