@@ -41,13 +41,20 @@ class Summary:
         for r in self.rows:
             lines.append(f"{r.name:<{width}}  {r.type:<18} {str(r.output_shape):<20} {r.params:>12,} {r.macs:>15,}")
         lines += ["-" * len(head),
-                  f"input {self.input_shape}: {self.total_params:,} parameters, "
-                  f"{self.total_macs / 1e9:.3f} G multiply-accumulates, "
-                  f"{self.total_activations / 1e6:.2f} M activations ({self.total_activations * 4 / 1e6:.1f} MB "
-                  f"in float32)"]
+                  f"input {self.input_shape}: {self.total_params:,} parameters, {_si(self.total_macs)} "
+                  f"multiply-accumulates, {_si(self.total_activations)} activations "
+                  f"({_si(self.total_activations * 4)}B in float32)"]
         return "\n".join(lines)
 
     __repr__ = __str__
+
+
+def _si(n):
+    """1234567 -> '1.23 M'."""
+    for factor, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= factor:
+            return f"{n / factor:.2f} {unit}"
+    return f"{n} "
 
 
 def _macs(module, inputs, out):

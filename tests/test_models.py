@@ -61,7 +61,8 @@ def test_vgg16_summary_reproduces_the_memory_table():
     first = s.rows[0]
     assert (first.name, first.output_shape, first.params) == ("features.0", (64, 224, 224), 1_792)
     text = str(s)
-    assert "features.0" in text and "138,357,544 parameters" in text
+    assert "features.0" in text and "138,357,544 parameters, 15.47 G multiply-accumulates" in text
+    assert "(60.95 MB in float32)" in text
 
 
 @pytest.mark.parametrize("name,gmacs", [("resnet18", 1.8), ("resnet34", 3.6), ("resnet50", 3.8),
