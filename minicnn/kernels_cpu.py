@@ -25,7 +25,10 @@ def _valid_range(n_out, n_in, stride, offset):
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
     p = oh * ow
-    cols = np.empty((c * kh * kw, n * p), dtype=x.dtype)
+    width = n * p
+    cols = np.empty((c * kh * kw, width), dtype=x.dtype)
+    flat = cols.reshape(-1)
+    xf = np.ascontiguousarray(x).reshape(-1)
     for row in prange(c * kh * kw):
         ci = row // (kh * kw)
         r = (row // kw) % kh
@@ -33,16 +36,22 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         j0, j1 = _valid_range(ow, w, sw, off)
         i0, i1 = _valid_range(oh, h, sh, r * dh - ph)
         for b in range(n):
-            dst = cols[row, b * p:(b + 1) * p]
-            dst[:i0 * ow] = 0
-            dst[i1 * ow:] = 0
+            base = row * width + b * p
+            flat[base:base + i0 * ow] = 0
+            flat[base + i1 * ow:base + p] = 0
             for i in range(i0, i1):
-                src = x[b, ci, i * sh + r * dh - ph]
-                line = dst[i * ow:(i + 1) * ow]
-                line[:j0] = 0
-                for j in range(j0, j1):
-                    line[j] = src[j * sw + off]
-                line[j1:] = 0
+                dst = base + i * ow
+                src = ((b * c + ci) * h + i * sh + r * dh - ph) * w + off
+                for j in range(j0):
+                    flat[dst + j] = 0
+                if sw == 1:
+                    for j in range(j0, j1):
+                        flat[dst + j] = xf[src + j]
+                else:
+                    for j in range(j0, j1):
+                        flat[dst + j] = xf[src + j * sw]
+                for j in range(j1, ow):
+                    flat[dst + j] = 0
     return cols
 
 
