@@ -15,38 +15,13 @@ sys.path.insert(0, str(HERE.parent))
 import minicnn as mc  # noqa: E402  (first: it tunes OpenBLAS's threads before NumPy loads it)
 import numpy as np  # noqa: E402
 import minicnn.functional as F  # noqa: E402
-from timing import race, table  # noqa: E402
+from timing import step_pair, table  # noqa: E402
 import torch_models  # noqa: E402
 
 try:
     import torch
 except ImportError:
     torch = None
-
-
-def step_pair(ours, theirs_factory, x, y, device, repeats):
-    opt = mc.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
-    mx, my = mc.tensor(x, device=device), mc.tensor(y, device=device)
-
-    def mc_step():
-        loss = F.cross_entropy(ours(mx), my)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    fns = {"minicnn": mc_step}
-    if torch is not None:
-        theirs = theirs_factory(torch).to(device)
-        topt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9)
-        tx, ty = torch.tensor(x, device=device), torch.tensor(y, device=device)
-
-        def torch_step():
-            loss = torch.nn.functional.cross_entropy(theirs(tx), ty)
-            topt.zero_grad()
-            loss.backward()
-            topt.step()
-        fns["torch"] = torch_step
-    t = race(fns, device, repeats=repeats)
-    return t["minicnn"], t.get("torch")
 
 
 def timings(device, resnet_size, resnet_batch):

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import minicnn as mc  # noqa: E402  (first: it tunes OpenBLAS's threads before NumPy loads it)
 import numpy as np  # noqa: E402
 import minicnn.functional as F  # noqa: E402
-from timing import race, table  # noqa: E402
+from timing import race, step_pair, table  # noqa: E402
 
 try:
     import torch
@@ -92,28 +92,11 @@ def mlp_case(device, batch=128):
     x, y = rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch)
     mc.manual_seed(0)
     model = mc.nn.Sequential(mc.nn.Linear(784, 256), mc.nn.ReLU(), mc.nn.Linear(256, 10)).to(device)
-    opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    mx, my = mc.tensor(x, device=device), mc.tensor(y, device=device)
 
-    def ours():
-        loss = F.cross_entropy(model(mx), my)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    fns = {"minicnn": ours}
-    if torch is not None:
-        tmodel = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)).to(device)
-        topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
-        tx, ty = torch.tensor(x, device=device), torch.tensor(y, device=device)
-
-        def theirs():
-            loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
-            topt.zero_grad()
-            loss.backward()
-            topt.step()
-        fns["torch"] = theirs
-    t = race(fns, device, repeats=30)
-    return [(f"MLP 784-256-10 training step (SGD momentum), batch {batch}", t["minicnn"], t.get("torch"))]
+    def theirs(torch):
+        return torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    return [(f"MLP 784-256-10 training step (SGD momentum), batch {batch}",
+             *step_pair(model, theirs, x, y, device, 30))]
 
 
 def main():
