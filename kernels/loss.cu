@@ -20,7 +20,7 @@ __device__ void ce_fwd(const T* __restrict__ x, const long long* __restrict__ y,
         const double l = m + log(s);
         lse[idx] = (T)l;
         const long long label = y[idx];
-        if (label < 0 || label >= C) { loss[idx] = (T)(0.0 / 0.0); continue; }
+        if (label < 0 || label >= C) { loss[idx] = (T)__longlong_as_double(0x7ff8000000000000ULL); continue; }  // NaN
         loss[idx] = (T)(-(1.0 - eps) * ((double)row[label] - l) - eps * (sum_x / C - l));
     }
 }

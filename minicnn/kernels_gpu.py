@@ -34,13 +34,15 @@ def _module(filename):
     return module
 
 
-def _launch(filename, name, dtype, total, *args):
+def _launch(filename, name, dtype, total, *args, blocks=None):
+    """One thread per element of `total` (grid-stride), or exactly `blocks` blocks (the per-channel reductions)."""
     suffix = _SUFFIX.get(np.dtype(dtype))
     if suffix is None:
         raise ValueError(f"{name}: the GPU kernels take float32 or float64 arrays, got {np.dtype(dtype)}")
     fn = _module(filename).get_function(f"{name}_{suffix}")
-    blocks = int(min(max((total + _THREADS - 1) // _THREADS, 1), 2**20))
-    fn((blocks,), (_THREADS,), args)
+    if blocks is None:
+        blocks = min(max((total + _THREADS - 1) // _THREADS, 1), 2**20)
+    fn((int(blocks),), (_THREADS,), args)
 
 
 def _i(*values):
@@ -138,12 +140,6 @@ def global_max_pool2d_backward(g, argmax, h, w):
 
 # --- batch normalisation, LRN (norm.cu) -----------------------------------------------------------------------
 
-def _launch_blocks(filename, name, dtype, blocks, *args):
-    """Launch with one block per channel (the reduction kernels)."""
-    fn = _module(filename).get_function(f"{name}_{_SUFFIX[np.dtype(dtype)]}")
-    fn((int(blocks),), (_THREADS,), args)
-
-
 def batch_norm_stats(x, running_mean, running_var, momentum, update):
     """Per-channel mean and biased variance of x (N, C, L), float64; updates the running statistics in the same
     kernel when `update`."""
@@ -152,8 +148,8 @@ def batch_norm_stats(x, running_mean, running_var, momentum, update):
     mean, var = cp.empty(c, cp.float64), cp.empty(c, cp.float64)
     in_kernel = update and running_mean.dtype == x.dtype and running_var.dtype == x.dtype
     rm, rv = (running_mean, running_var) if in_kernel else (cp.empty(1, x.dtype), cp.empty(1, x.dtype))
-    _launch_blocks("norm.cu", "batch_norm_stats", x.dtype, c, x, mean, var, rm, rv, np.int64(n), np.int32(c),
-                   np.int64(l), np.float64(momentum), np.int32(in_kernel))
+    _launch("norm.cu", "batch_norm_stats", x.dtype, 0, x, mean, var, rm, rv, np.int64(n), np.int32(c), np.int64(l),
+            np.float64(momentum), np.int32(in_kernel), blocks=c)  # one block per channel
     if update and not in_kernel:  # running statistics of another dtype than the input
         m = n * l
         running_mean[...] = ((1 - momentum) * running_mean + momentum * mean).astype(running_mean.dtype)
@@ -173,8 +169,8 @@ def batch_norm_backward(g, x, mean, invstd, weight, training):
     g, x = cp.ascontiguousarray(g), cp.ascontiguousarray(x)
     n, c, l = x.shape
     sum_g, sum_gx = cp.empty(c, cp.float64), cp.empty(c, cp.float64)
-    _launch_blocks("norm.cu", "batch_norm_backward_reduce", x.dtype, c, g, x, mean, invstd, sum_g, sum_gx,
-                   np.int64(n), np.int32(c), np.int64(l))
+    _launch("norm.cu", "batch_norm_backward_reduce", x.dtype, 0, g, x, mean, invstd, sum_g, sum_gx, np.int64(n),
+            np.int32(c), np.int64(l), blocks=c)
     dx = cp.empty_like(x)
     _launch("norm.cu", "batch_norm_backward_apply", x.dtype, x.size, g, x, dx, mean, invstd,
             cp.ascontiguousarray(weight, dtype=cp.float64), sum_g, sum_gx, np.int64(x.size), np.int32(c),

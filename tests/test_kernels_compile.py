@@ -1,4 +1,9 @@
-"""Every CUDA source compiles (CI has nvcc but no GPU), and the device model degrades cleanly without a GPU."""
+"""Every CUDA source compiles (CI has nvcc but no GPU) with nvcc and with NVRTC, the compiler CuPy uses at run time
+(it has no math.h macros such as INFINITY, which nvcc accepts); and the device model degrades cleanly without a
+GPU."""
+import ctypes
+import glob
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +32,47 @@ def test_cuda_source_compiles(src, tmp_path):
     ptx = out.read_text()
     for dtype in ("f32", "f64"):  # every kernel has a float and a double entry point
         assert f"_{dtype}(" in ptx
+
+
+def _nvrtc():
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    libs = [p for root in nvidia.__path__ for p in glob.glob(os.path.join(root, "**", "libnvrtc.so*"), recursive=True)]
+    return ctypes.CDLL(sorted(libs)[0]) if libs else None
+
+
+def nvrtc_compile(lib, source, name):
+    """(result code, log) of compiling CUDA C++ source with NVRTC for compute capability 9.0."""
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), name.encode(), 0, None, None) == 0
+    opts = [b"-std=c++17", b"--gpu-architecture=compute_90"]
+    result = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return result, log.value.decode(errors="replace")
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)
+def test_cuda_source_compiles_with_nvrtc(src):
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("NVRTC (the nvidia-cuda-nvrtc wheel) is not installed")
+    result, log = nvrtc_compile(lib, src.read_text(), src.name)
+    assert result == 0, f"{src.name} failed to compile with NVRTC:\n{log}"
+
+
+def test_nvrtc_check_catches_what_nvcc_lets_through():
+    lib = _nvrtc()
+    if lib is None:
+        pytest.skip("NVRTC (the nvidia-cuda-nvrtc wheel) is not installed")
+    source = "extern \"C\" __global__ void k(float* x) { x[0] = -INFINITY; }"
+    result, log = nvrtc_compile(lib, source, "infinity.cu")
+    assert result != 0 and "INFINITY" in log
 
 
 def test_is_available_is_a_bool_and_never_raises():
