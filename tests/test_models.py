@@ -29,6 +29,7 @@ PARAMS = {  # torchvision's counts where it has the model, else the paper's (or 
 }
 CIFAR_PARAMS = {"resnet20": 0.27e6, "resnet32": 0.46e6, "resnet44": 0.66e6, "resnet56": 0.85e6, "resnet110": 1.7e6,
                 "densenet_bc100": 0.8e6}  # the papers' tables, to their rounding
+APPROX_PARAMS = {"zfnet": 62.3e6}  # as usually quoted (GoogLeNet: test_googlenet_summary)
 
 
 def n_params(model):
@@ -43,6 +44,11 @@ def test_parameter_counts(name):
 @pytest.mark.parametrize("name", sorted(CIFAR_PARAMS))
 def test_cifar_parameter_counts(name):
     assert n_params(models.create(name, num_classes=10)) == pytest.approx(CIFAR_PARAMS[name], rel=0.05)
+
+
+@pytest.mark.parametrize("name", sorted(APPROX_PARAMS))
+def test_approximate_parameter_counts(name):
+    assert n_params(models.create(name)) == pytest.approx(APPROX_PARAMS[name], rel=0.01)
 
 
 def test_registry():
