@@ -121,3 +121,21 @@ def _train(opt_factory, steps=150):
 def test_tiny_mlp_learns(factory):
     losses = _train(factory)
     assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize("name,expected_std", [
+    ("kaiming_normal_", lambda fi, fo: np.sqrt(2.0 / fi)),
+    ("kaiming_uniform_", lambda fi, fo: np.sqrt(2.0 / fi)),
+    ("xavier_normal_", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),
+    ("xavier_uniform_", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),
+])
+def test_initialisers_have_the_papers_variance(name, expected_std):
+    w = mc.nn.Parameter(np.empty((256, 128, 3, 3), np.float32))  # fan_in 1152, fan_out 2304
+    kw = {"nonlinearity": "relu"} if name.startswith("kaiming") else {}
+    getattr(mc.init, name)(w, **kw)
+    std = expected_std(128 * 9, 256 * 9)
+    assert w.numpy().std() == pytest.approx(std, rel=0.02)
+    if name.endswith("uniform_"):
+        assert np.abs(w.numpy()).max() <= np.sqrt(3) * std * (1 + 1e-6)
+    with pytest.raises(ValueError, match="fan in and fan out need a tensor with at least 2 dimensions"):
+        getattr(mc.init, name)(mc.nn.Parameter(np.zeros(3)))
