@@ -97,18 +97,24 @@ class Conv2d(Function):
         wm = w.reshape(g, k // g, -1)
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         dx = xp.empty_like(x) if need_x else None
-        dw = xp.zeros_like(wm) if need_w else None
+        # Small weight gradients are computed transposed, dW^T = cols @ gm^T, the orientation OpenBLAS runs 1.3-2x
+        # faster for long rows; a large one (ResNet's 512x4608) directly, as gm @ cols^T: transposing it back
+        # would cost more than the product (10 ms against 2, benchmarks/RESULTS.md).
+        transposed = wm.shape[1] * wm.shape[2] <= 1 << 16
+        dw = None
         (kh, kw), (sh, sw), (ph, pw), (dh, dwl) = self.kernel, self.stride, self.padding, self.dilation
         for n0, n1 in self._chunks(x, w):
             gm = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, k // g, -1)
             if need_w:
                 cols = self.cols if self.cols is not None else self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
-                # dW^T = cols @ gm^T: the same product, in the orientation OpenBLAS runs 1.3-2x faster here
-                dw += (cols @ gm.transpose(0, 2, 1)).transpose(0, 2, 1)
+                part = cols @ gm.transpose(0, 2, 1) if transposed else gm @ cols.transpose(0, 2, 1)
+                dw = part if dw is None else dw + part
             if need_x:
                 dcols = (wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1)
                 dx[n0:n1] = kernels_for(x).col2im(dcols, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw, dh, dwl,
                                                   *self.out_hw)
+        if need_w:
+            dw = xp.ascontiguousarray(dw.transpose(0, 2, 1)) if transposed else dw
         grads = (dx, dw.reshape(w.shape) if need_w else None)
         if self.has_bias:
             grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)

@@ -21,6 +21,6 @@ class SGD(Optimizer):
                 buf = state["momentum_buffer"] = d.copy()
             else:
                 buf *= mu
-                buf += (1 - group["dampening"]) * d
+                buf += d if group["dampening"] == 0 else (1 - group["dampening"]) * d  # no temporary when undamped
             d = d + mu * buf if group["nesterov"] else buf
         p.data -= group["lr"] * d
