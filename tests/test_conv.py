@@ -44,6 +44,8 @@ def run(cfg, x, w, b=None):
 @given(conv_configs())
 @example(dict(n=1, cin=3, cout=3, h=5, w=4, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=3,
               bias=True, seed=0))  # depthwise
+@example(dict(n=2, cin=4, cout=2, h=7, w=6, k=(3, 2), stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=2,
+              bias=False, seed=1))  # stride 1, K <= C: dx as a convolution of dy, dilated and grouped
 def test_conv2d_gradcheck(cfg):
     x, w, b = make(cfg)
     args = [x, w] + ([b] if b is not None else [])

@@ -5,7 +5,8 @@ y[n, k, i, j] = b[k] + sum_{c, r, s} w[k, c, r, s] x[n, g*C/G + c, i*SH - PH + r
 convolutions (AlexNet's two towers; depthwise convolution when G = C, Chollet 2017).
 
 Forward:  cols = im2col(x) of shape (C*KH*KW, N*OH*OW);  Y = W (K, C/G*KH*KW) @ cols, per group.
-Backward: dW = dY @ cols^T;  dcols = W^T @ dY;  dx = col2im(dcols);  db = sum of dY over n, i, j.
+Backward: dW = dY @ cols^T;  dcols = W^T @ dY;  dx = col2im(dcols);  db = sum of dY over n, i, j. At stride 1
+with K <= C, dx is instead dY (*) flip(W)^T, a convolution with padding dilation*(KH-1) - padding.
 The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES: on the CPU a cache-sized chunk
 (measured fastest, benchmarks/RESULTS.md), on the GPU a large one (fewer kernel launches), bounded either way.
 """
@@ -62,63 +63,80 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: kernel {tuple(w.shape[2:])} (dilation {self.dilation}) is larger than the "
                              f"padded input {tuple(x.shape[2:])} + 2*{self.padding}") from None
 
-    def _chunks(self, x, w):
-        per_image = w.shape[1] * self.groups * w.shape[2] * w.shape[3] * self.out_hw[0] * self.out_hw[1] * x.itemsize
-        step = max(1, CHUNK_BYTES[device_of(x).type] // max(per_image, 1))
-        return [(n0, min(n0 + step, x.shape[0])) for n0 in range(0, x.shape[0], step)]
-
-    def _im2col(self, x):
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
-        return kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, *self.out_hw)
-
     def forward(self, x, w, b=None):
-        self.out_hw = oh, ow = self._check(x, w, b)
-        self.kernel = w.shape[2:]
-        xp, g = xp_of(x), self.groups
-        n, k = x.shape[0], w.shape[0]
-        wm = w.reshape(g, k // g, -1)
-        y = xp.empty((n, k, oh, ow), dtype=x.dtype)
-        chunks = self._chunks(x, w)
-        for n0, n1 in chunks:
-            cols = self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
-            y[n0:n1] = (wm @ cols).reshape(k, n1 - n0, oh, ow).transpose(1, 0, 2, 3)
-        # a single chunk is small (at most CHUNK_BYTES): keep it for backward rather than build it again
-        self.cols = cols if len(chunks) == 1 else None
+        self.out_hw = self._check(x, w, b)
+        y, self.cols = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw)
         if b is not None:
-            y += b.reshape(1, k, 1, 1)
+            y += b.reshape(1, -1, 1, 1)
         self.x, self.w, self.has_bias = x, w, b is not None
         return y
 
+    def _dx_by_convolution(self, c, k):
+        """At stride 1, dx is the convolution of dy with the flipped, transposed weights: one im2col of dy and one
+        product instead of a product and col2im, faster when it builds no more rows (K <= C)."""
+        return (self.stride == (1, 1) and k <= c
+                and all(p <= d * (n - 1) for p, d, n in zip(self.padding, self.dilation, self.w.shape[2:])))
+
     def backward(self, gy):
         x, w, g = self.x, self.w, self.groups
-        xp = xp_of(x)
+        xp, kern = xp_of(x), kernels_for(x)
         n, c, h, wd = x.shape
-        k = w.shape[0]
+        k, kh, kw = w.shape[0], w.shape[2], w.shape[3]
         wm = w.reshape(g, k // g, -1)
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
-        dx = xp.empty_like(x) if need_x else None
+        dx = None
+        if need_x and self._dx_by_convolution(c, k):
+            flipped = w.reshape(g, k // g, c // g, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+            flipped = xp.ascontiguousarray(flipped).reshape(c, k // g, kh, kw)
+            pad = tuple(d * (m - 1) - p for p, d, m in zip(self.padding, self.dilation, (kh, kw)))
+            dx = _correlate(gy, flipped, (1, 1), pad, self.dilation, g, (h, wd))[0]
+        col2im_dx = need_x and dx is None
+        if col2im_dx:
+            dx = xp.empty_like(x)
         # Small weight gradients are computed transposed, dW^T = cols @ gm^T, the orientation OpenBLAS runs 1.3-2x
         # faster for long rows; a large one (ResNet's 512x4608) directly, as gm @ cols^T: transposing it back
         # would cost more than the product (10 ms against 2, benchmarks/RESULTS.md).
         transposed = wm.shape[1] * wm.shape[2] <= 1 << 16
         dw = None
-        (kh, kw), (sh, sw), (ph, pw), (dh, dwl) = self.kernel, self.stride, self.padding, self.dilation
-        for n0, n1 in self._chunks(x, w):
+        geometry = (kh, kw, *self.stride, *self.padding, *self.dilation, *self.out_hw)
+        for n0, n1 in _chunks(x, w, self.out_hw) if need_w or col2im_dx else ():
             gm = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, k // g, -1)
             if need_w:
-                cols = self.cols if self.cols is not None else self._im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
+                cols = self.cols if self.cols is not None else kern.im2col(x[n0:n1], *geometry)
+                cols = cols.reshape(g, wm.shape[2], -1)
                 part = cols @ gm.transpose(0, 2, 1) if transposed else gm @ cols.transpose(0, 2, 1)
                 dw = part if dw is None else dw + part
-            if need_x:
+            if col2im_dx:
                 dcols = (wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1)
-                dx[n0:n1] = kernels_for(x).col2im(dcols, n1 - n0, c, h, wd, kh, kw, sh, sw, ph, pw, dh, dwl,
-                                                  *self.out_hw)
+                dx[n0:n1] = kern.col2im(dcols, n1 - n0, c, h, wd, *geometry)
         if need_w:
             dw = xp.ascontiguousarray(dw.transpose(0, 2, 1)) if transposed else dw
         grads = (dx, dw.reshape(w.shape) if need_w else None)
         if self.has_bias:
             grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
         return grads
+
+
+def _chunks(x, w, out_hw):
+    """Batch ranges whose im2col buffer stays under CHUNK_BYTES."""
+    per_image = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * x.itemsize * (x.shape[1] // w.shape[1])
+    step = max(1, CHUNK_BYTES[device_of(x).type] // max(per_image, 1))
+    return [(n0, min(n0 + step, x.shape[0])) for n0 in range(0, x.shape[0], step)]
+
+
+def _correlate(x, w, stride, padding, dilation, groups, out_hw):
+    """y = x (*) w, chunk by chunk: im2col, then one product per group. Returns y and, when the batch fit in one
+    chunk (at most CHUNK_BYTES), its im2col buffer, which backward reuses instead of building it again."""
+    xp, kern = xp_of(x), kernels_for(x)
+    n, k, g = x.shape[0], w.shape[0], groups
+    wm = w.reshape(g, k // g, -1)
+    y = xp.empty((n, k, *out_hw), dtype=x.dtype)
+    geometry = (w.shape[2], w.shape[3], *stride, *padding, *dilation, *out_hw)
+    chunks = _chunks(x, w, out_hw)
+    for n0, n1 in chunks:
+        cols = kern.im2col(x[n0:n1], *geometry)
+        y[n0:n1] = (wm @ cols.reshape(g, wm.shape[2], -1)).reshape(k, n1 - n0, *out_hw).transpose(1, 0, 2, 3)
+    return y, (cols if len(chunks) == 1 else None)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
