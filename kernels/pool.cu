@@ -14,6 +14,12 @@ template <typename T> __device__ T neg_inf();
 template <> __device__ float neg_inf<float>() { return __int_as_float(0xff800000); }
 template <> __device__ double neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
 
+// The part [start, end) of pooling window i (of size k) that lies inside an input of size n.
+__device__ void window(int i, int stride, int pad, int k, int n, int& start, int& end) {
+    start = max(i * stride - pad, 0);
+    end = min(i * stride - pad + k, n);
+}
+
 template <typename T>
 __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax, long long NC, int H,
                         int W, int KH, int KW, int SH, int SW, int PH, int PW, int OH, int OW) {
@@ -21,8 +27,9 @@ __device__ void max_fwd(const T* __restrict__ x, T* __restrict__ out, int* __res
         const int j = (int)(idx % OW);
         const int i = (int)((idx / OW) % OH);
         const long long plane = idx / ((long long)OW * OH);
-        const int h0 = max(i * SH - PH, 0), h1 = min(i * SH - PH + KH, H);
-        const int w0 = max(j * SW - PW, 0), w1 = min(j * SW - PW + KW, W);
+        int h0, h1, w0, w1;
+        window(i, SH, PH, KH, H, h0, h1);
+        window(j, SW, PW, KW, W, w0, w1);
         const T* xp = x + plane * H * W;
         T best = neg_inf<T>();
         int best_idx = h0 * W + w0;
@@ -70,8 +77,9 @@ __device__ void avg_fwd(const T* __restrict__ x, T* __restrict__ out, long long 
         const int j = (int)(idx % OW);
         const int i = (int)((idx / OW) % OH);
         const long long plane = idx / ((long long)OW * OH);
-        const int h0 = max(i * SH - PH, 0), h1 = min(i * SH - PH + KH, H);
-        const int w0 = max(j * SW - PW, 0), w1 = min(j * SW - PW + KW, W);
+        int h0, h1, w0, w1;
+        window(i, SH, PH, KH, H, h0, h1);
+        window(j, SW, PW, KW, W, w0, w1);
         const T* xp = x + plane * H * W;
         double acc = 0.0;
         for (int y = h0; y < h1; ++y)

@@ -73,6 +73,13 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return dx
 
 
+@njit(cache=True)
+def _window(i, stride, pad, k, n):
+    """The part [start, end) of pooling window i (of size k) that lies inside an input of size n."""
+    start = i * stride - pad
+    return max(start, 0), min(start + k, n)
+
+
 @njit(parallel=True, cache=True)
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """Max over each window (padding counts as -inf); `argmax` keeps the flat index y*W + x of the first maximum
@@ -84,11 +91,9 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
         b = plane // c
         ci = plane % c
         for i in range(oh):
-            h0 = max(i * sh - ph, 0)
-            h1 = min(i * sh - ph + kh, h)
+            h0, h1 = _window(i, sh, ph, kh, h)
             for j in range(ow):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + kw, w)
+                w0, w1 = _window(j, sw, pw, kw, w)
                 best = -np.inf
                 idx = h0 * w + w0
                 for y in range(h0, h1):
@@ -137,11 +142,9 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
         b = plane // c
         ci = plane % c
         for i in range(oh):
-            h0 = max(i * sh - ph, 0)
-            h1 = min(i * sh - ph + kh, h)
+            h0, h1 = _window(i, sh, ph, kh, h)
             for j in range(ow):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + kw, w)
+                w0, w1 = _window(j, sw, pw, kw, w)
                 acc = 0.0
                 for y in range(h0, h1):
                     for xx in range(w0, w1):
@@ -159,11 +162,9 @@ def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
         b = plane // c
         ci = plane % c
         for i in range(oh):
-            h0 = max(i * sh - ph, 0)
-            h1 = min(i * sh - ph + kh, h)
+            h0, h1 = _window(i, sh, ph, kh, h)
             for j in range(ow):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + kw, w)
+                w0, w1 = _window(j, sw, pw, kw, w)
                 v = g[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
                 for y in range(h0, h1):
                     for xx in range(w0, w1):
