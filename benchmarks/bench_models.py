@@ -14,7 +14,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import minicnn as mc  # noqa: E402  (first: it tunes OpenBLAS's threads before NumPy loads it)
 import numpy as np  # noqa: E402
-import minicnn.functional as F  # noqa: E402
 from timing import step_pair, table  # noqa: E402
 import torch_models  # noqa: E402
 

@@ -220,6 +220,13 @@ class Tensor:
     def __ge__(self, other): return self._compare(other, lambda a, b: a >= b)
     __hash__ = object.__hash__
 
+    def __bool__(self):
+        """Truth of a one-element tensor; ambiguous (an error) for more, as in NumPy and PyTorch."""
+        if self.data.size != 1:
+            raise ValueError(f"bool: the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                             "use .any() or .all() on .numpy()")
+        return bool(self.item())
+
     def sum(self, axis=None, keepdims=False): return _F.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return _F.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return _F.max(self, axis, keepdims)

@@ -104,7 +104,9 @@ def to_device(array, device):
         return xp.asarray(array)
 
 
-# --- random generators: one per device, all seeded by manual_seed ------------------------------------------------
+# --- random generators, all on the host and all seeded by manual_seed --------------------------------------------
+# "cpu" draws the values minicnn needs on the host (initialisers, CPU dropout masks); "cuda:N" draws the seeds of
+# the GPU kernels that make their own random numbers (dropout), so drawing one never waits for the device.
 
 _seed = None
 _generators = {}
@@ -117,51 +119,35 @@ def manual_seed(seed):
     _generators.clear()
 
 
-def generator(device="cpu"):
-    """The random generator of a device: numpy.random.Generator on the CPU, cupy.random.RandomState on the GPU."""
-    device = Device(device)
-    gen = _generators.get(device)
+def _generator(name):
+    gen = _generators.get(name)
     if gen is None:
         seed = _seed if _seed is not None else np.random.SeedSequence().entropy % (2**63)
-        seed = seed + (0 if device.type == "cpu" else 1 + device.index)
-        if device.type == "cpu":
-            gen = np.random.default_rng(seed)
-        else:
-            with _cupy.cuda.Device(device.index):
-                gen = _cupy.random.RandomState(seed)
-        _generators[device] = gen
+        stream = 0 if name == "cpu" else 1 + Device(name).index
+        gen = _generators[name] = np.random.default_rng([seed, stream])
     return gen
 
 
-def uniform(shape, dtype=np.float32, device="cpu"):
-    """Uniform samples in [0, 1) from the device's generator."""
-    gen = generator(device)
-    if Device(device).type == "cpu":
-        return gen.random(shape, dtype=dtype)
-    return gen.random_sample(shape, dtype=dtype)
+def uniform(shape, dtype=np.float32):
+    """Uniform samples in [0, 1) from the host generator."""
+    return _generator("cpu").random(shape, dtype=dtype)
 
 
-def normal(shape, dtype=np.float32, device="cpu"):
-    """Standard normal samples from the device's generator."""
-    return generator(device).standard_normal(shape, dtype=dtype)
+def normal(shape, dtype=np.float32):
+    """Standard normal samples from the host generator."""
+    return _generator("cpu").standard_normal(shape, dtype=dtype)
 
 
 def kernel_seed(device):
-    """A 64-bit seed for a GPU kernel that draws its own random numbers, from a host-side generator per device
-    (seeded by manual_seed), so drawing it never waits for the device."""
-    device = Device(device)
-    key = ("seeds", device)
-    gen = _generators.get(key)
-    if gen is None:
-        seed = _seed if _seed is not None else np.random.SeedSequence().entropy % (2**63)
-        gen = _generators[key] = np.random.default_rng([seed, 7919, device.index or 0])
-    return int(gen.integers(0, 2**63))
+    """A 64-bit seed for a GPU kernel that draws its own random numbers (one seed stream per GPU)."""
+    return int(_generator(str(Device(device))).integers(0, 2**63))
 
 
 def get_rng_state():
-    """The CPU generator's state (for checkpoints)."""
-    return generator("cpu").bit_generator.state
+    """The state of every generator used so far, JSON-able (for checkpoints)."""
+    return {name: gen.bit_generator.state for name, gen in _generators.items()}
 
 
 def set_rng_state(state):
-    generator("cpu").bit_generator.state = state
+    for name, value in state.items():
+        _generator(name).bit_generator.state = value

@@ -57,7 +57,7 @@ def _si(n):
     return f"{n} "
 
 
-def _macs(module, inputs, out):
+def _macs(module, out):
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
         return out.size * (module.in_channels // module.groups) * kh * kw
@@ -80,7 +80,7 @@ def summary(model, input_shape):
         own = [p for p in module._parameters.values() if p is not None and id(p) not in seen_params]
         seen_params.update(id(p) for p in own)
         result.rows.append(Row(names.get(id(module), "?"), type(module).__name__, out.shape[1:],
-                               sum(p.size for p in own), _macs(module, inputs, out)))
+                               sum(p.size for p in own), _macs(module, out)))
         in_shape = inputs[0].shape if inputs and isinstance(inputs[0], Tensor) else None
         counted = isinstance(module, (nn.Conv2d, nn.Linear)) or (isinstance(module, _POOLS) and out.shape != in_shape)
         if counted:

@@ -149,3 +149,9 @@ def test_to_dtype_is_differentiable():
 def test_integer_gradient_flow_is_refused_and_ints_never_require_grad():
     i = mc.tensor(np.arange(3))
     assert not (i * 2).requires_grad
+
+
+def test_truth_value_of_a_tensor():
+    assert mc.tensor([2.0]) > 1 and not (mc.tensor(0.0) > 1)
+    with pytest.raises(ValueError, match="truth value of a tensor with 3 elements is ambiguous"):
+        bool(mc.tensor([1.0, 2.0, 3.0]) > 0)

@@ -1,5 +1,4 @@
 """Every teaching notebook runs top to bottom (headless, MINICNN_FAST=1: fewer images and epochs)."""
-import os
 from pathlib import Path
 
 import pytest

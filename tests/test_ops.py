@@ -235,6 +235,7 @@ def test_ops_match_torch(torch_mod):
         _compare(torch, lambda a: F.cross_entropy(a, y, label_smoothing=eps),
                  lambda a: tF.cross_entropy(a, torch.tensor(y), label_smoothing=eps), a)
     _compare(torch, lambda a: F.hinge_loss(a, y), lambda a: tF.multi_margin_loss(a, torch.tensor(y)) * a.shape[1], a)
+    _compare(torch, lambda a, p: F.mse_loss(a, p) + (p ** a).sum(), lambda a, p: tF.mse_loss(a, p) + (p ** a).sum(), a, p)
     w, bias = rng.standard_normal((3, 5)), rng.standard_normal(3)
     _compare(torch, lambda a, w, bias: F.linear(a, w, bias), lambda a, w, bias: tF.linear(a, w, bias), a, w, bias)
     _compare(torch, lambda a: mc.cat([a[1:3], a[::-1]], axis=0).transpose(1, 0).reshape(-1, 2),

@@ -95,9 +95,16 @@ def test_global_and_adaptive_pooling(torch_mod):
         ty = torch.nn.functional.adaptive_avg_pool2d(tx, size)
         y = F.adaptive_avg_pool2d(x, size)
         np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12)
-    tx = torch.tensor(x.numpy())
-    np.testing.assert_allclose(F.global_avg_pool2d(x).numpy(), tx.mean((2, 3), keepdim=True).numpy(), rtol=1e-12)
-    np.testing.assert_allclose(F.global_max_pool2d(x).numpy(), tx.amax((2, 3), keepdim=True).numpy())
+    g = rng.standard_normal((2, 3, 1, 1))
+    for ours, theirs in ((F.global_avg_pool2d, lambda t: torch.nn.functional.adaptive_avg_pool2d(t, 1)),
+                         (F.global_max_pool2d, lambda t: torch.nn.functional.adaptive_max_pool2d(t, 1))):
+        x.grad = None
+        tx = torch.tensor(x.numpy(), requires_grad=True)
+        y, ty = ours(x), theirs(tx)
+        np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12)
+        y.backward(g)
+        ty.backward(torch.tensor(g))
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
     assert nn.GlobalAvgPool2d()(x).shape == (2, 3, 1, 1)
     assert nn.AdaptiveAvgPool2d(1)(x).shape == (2, 3, 1, 1)
 

@@ -119,7 +119,7 @@ class Conv2d(Function):
 
 def _chunks(x, w, out_hw):
     """Batch ranges whose im2col buffer stays under CHUNK_BYTES."""
-    per_image = w.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * x.itemsize * (x.shape[1] // w.shape[1])
+    per_image = x.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * x.itemsize  # C*KH*KW rows
     step = max(1, CHUNK_BYTES[device_of(x).type] // max(per_image, 1))
     return [(n0, min(n0 + step, x.shape[0])) for n0 in range(0, x.shape[0], step)]
 

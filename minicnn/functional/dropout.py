@@ -17,7 +17,7 @@ class Dropout(Function):
         if device.type == "cuda":
             y, self.mask = kernels_gpu().dropout_forward(x, self.p, backend.kernel_seed(device))
             return y
-        keep = backend.uniform(x.shape, dtype=x.dtype, device=device) >= self.p
+        keep = backend.uniform(x.shape, dtype=x.dtype) >= self.p
         scale = 0.0 if self.p >= 1 else 1.0 / (1.0 - self.p)
         self.mask = keep * x.dtype.type(scale)
         return x * self.mask

@@ -11,13 +11,11 @@ The CIFAR networks of the paper's section 4.2 (resnet20/32/44/56/110): 3 stages 
 channels on 32x32 images, depth 6n + 2, with the parameter-free option-A shortcut (subsample, pad channels with
 zeros).
 """
-import numpy as np
-
 from .. import nn
 from ..functional import cat
-from .. import functional as F
 from .. import init
 from ..autograd import Tensor
+from ..backend import xp_of
 from .registry import register
 
 
@@ -135,7 +133,7 @@ class ShortcutA(nn.Module):
 
     def forward(self, x):
         x = x[:, :, ::2, ::2]
-        zeros = Tensor(np.zeros((x.shape[0], self.extra) + x.shape[2:], dtype=x.dtype)).to(x.device)
+        zeros = Tensor(xp_of(x.data).zeros((x.shape[0], self.extra) + x.shape[2:], dtype=x.dtype))  # on x's device
         return cat([x, zeros], axis=1)
 
 
