@@ -41,11 +41,12 @@ def timings(device, resnet_size, resnet_batch):
 
 
 MEMORY_PROBE = r"""
-import sys, numpy
+import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
 framework, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if framework == "minicnn":
     import minicnn as mc, minicnn.functional as F
+    import numpy
     mc.manual_seed(0)
     model = mc.models.resnet18()
     opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -64,6 +65,8 @@ else:
 step()  # the first step allocates the optimizer state and warms every cache
 def status(key):
     return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
+import ctypes
+ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back first: minicnn keeps it for reuse (minicnn/_process.py)
 base = status("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current size
 step()

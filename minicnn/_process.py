@@ -1,0 +1,37 @@
+"""Process-wide settings that a NumPy engine needs to run fast on a few cores. Imported first by minicnn/__init__.
+
+Threads. OpenBLAS's worker threads busy-wait about 0.1 s after every matrix product, and Numba's OpenMP workers
+busy-wait after every kernel: on a few cores each steals the cores the other needs next (conv2d forward+backward
+ran 2-3x slower, see benchmarks/RESULTS.md). OpenBLAS reads its setting when NumPy loads it, so it only takes
+effect when minicnn is imported before NumPy; a value set by the user wins.
+
+Memory. A training step allocates and frees the same large arrays (im2col matrices, activations, gradients) again
+and again. By default glibc hands every array over 128 KB straight back to the OS when it is freed, and the next
+step pays a page fault for every 4 KB of it again: a third of LeNet-5's training step (benchmarks/RESULTS.md).
+minicnn asks glibc to serve arrays up to 32 MB from its heap and to keep up to 128 MB of freed heap for reuse.
+A user's own MALLOC_* environment settings win; other C libraries are left alone.
+"""
+import ctypes
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=128 << 20):
+    """Let glibc's malloc reuse freed memory instead of returning it to the OS. True when the settings were made."""
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # glibc only: musl has no mallopt tunables of this kind
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD,
+                                                                                         trim_threshold))
+
+
+keep_freed_memory()
