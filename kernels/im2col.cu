@@ -52,6 +52,66 @@ __device__ void col2im_impl(const T* __restrict__ cols, T* __restrict__ dx, long
     }
 }
 
+// The stride-1 layout of an already padded x (im2col_shifted in kernels_cpu.py): each output row is computed at the
+// input's full width W (its last W - OW columns are junk the caller drops), so column q = i*W + j of row (c, r, s)
+// and image n holds x[n, c].flat[q + r*DH*W + s*DW], or 0 past the end of the plane.
+template <typename T>
+__device__ void im2col_shifted_impl(const T* __restrict__ x, T* __restrict__ cols, long long N, int C, int H, int W,
+                                    int KH, int KW, int DH, int DW, int OH) {
+    const long long span = (long long)OH * W;
+    const long long plane = (long long)H * W;
+    const long long NS = N * span;
+    const long long total = (long long)C * KH * KW * NS;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const long long row = idx / NS;
+        const long long n = (idx % NS) / span;
+        const long long p = idx % span + ((row / KW) % KH) * DH * W + (row % KW) * DW;
+        const long long c = row / ((long long)KW * KH);
+        cols[idx] = p < plane ? x[(n * C + c) * plane + p] : T(0);
+    }
+}
+
+// Its adjoint, as a gather: each input element sums the (at most KH*KW) column entries that copied it.
+template <typename T>
+__device__ void col2im_shifted_impl(const T* __restrict__ cols, T* __restrict__ dx, long long N, int C, int H, int W,
+                                    int KH, int KW, int DH, int DW, int OH) {
+    const long long span = (long long)OH * W;
+    const long long plane = (long long)H * W;
+    const long long NS = N * span;
+    const long long total = N * C * plane;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)blockDim.x * gridDim.x) {
+        const long long p = idx % plane;
+        const long long c = (idx / plane) % C;
+        const long long n = idx / (plane * C);
+        T acc = T(0);
+        for (int r = 0; r < KH; ++r) {
+            for (int s = 0; s < KW; ++s) {
+                const long long q = p - (long long)r * DH * W - (long long)s * DW;
+                if (q >= 0 && q < span) acc += cols[((c * KH + r) * KW + s) * NS + n * span + q];
+            }
+        }
+        dx[idx] = acc;
+    }
+}
+
+#define SHIFT_ARGS long long N, int C, int H, int W, int KH, int KW, int DH, int DW, int OH
+#define SHIFT_PASS N, C, H, W, KH, KW, DH, DW, OH
+
+extern "C" __global__ void im2col_shifted_f32(const float* x, float* cols, SHIFT_ARGS) {
+    im2col_shifted_impl<float>(x, cols, SHIFT_PASS);
+}
+extern "C" __global__ void im2col_shifted_f64(const double* x, double* cols, SHIFT_ARGS) {
+    im2col_shifted_impl<double>(x, cols, SHIFT_PASS);
+}
+extern "C" __global__ void col2im_shifted_f32(const float* cols, float* dx, SHIFT_ARGS) {
+    col2im_shifted_impl<float>(cols, dx, SHIFT_PASS);
+}
+extern "C" __global__ void col2im_shifted_f64(const double* cols, double* dx, SHIFT_ARGS) {
+    col2im_shifted_impl<double>(cols, dx, SHIFT_PASS);
+}
+
 #define CONV_ARGS long long N, int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, \
                   int DW, int OH, int OW
 #define CONV_PASS N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW

@@ -73,6 +73,43 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return dx
 
 
+@njit(parallel=True, cache=True)
+def im2col_shifted(x, kh, kw, dh, dw, oh):
+    """im2col of a stride-1 convolution of an (already padded) x, with every output row computed at the input's
+    full width W: the last W - OW columns of each row are junk, which the caller drops. Row (c, r, s), image n,
+    column q = i*W + j then holds x[n, c].flat[q + r*DH*W + s*DW] (0 past the end of the plane): one contiguous
+    span per row and image, copied in one piece instead of OH short lines."""
+    n, c, h, w = x.shape
+    span = oh * w
+    cols = np.empty((c * kh * kw, n * span), dtype=x.dtype)
+    planes = np.ascontiguousarray(x).reshape(n, c, h * w)
+    for row in prange(c * kh * kw):
+        off = ((row // kw) % kh) * dh * w + (row % kw) * dw
+        m = min(span, h * w - off)
+        for b in range(n):
+            cols[row, b * span:b * span + m] = planes[b, row // (kh * kw), off:off + m]
+            cols[row, b * span + m:(b + 1) * span] = 0
+    return cols
+
+
+@njit(parallel=True, cache=True)
+def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
+    """The adjoint of im2col_shifted: each (n, c) plane adds its KH*KW spans in a fixed order (one thread each)."""
+    span = oh * w
+    dx = np.zeros((n, c, h * w), dtype=cols.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        for r in range(kh):
+            for s in range(kw):
+                off = r * dh * w + s * dw
+                src = cols[(ci * kh + r) * kw + s, b * span:(b + 1) * span]
+                dst = dx[b, ci, off:]
+                for q in range(min(span, h * w - off)):  # an explicit loop: a slice += allocates a temporary
+                    dst[q] += src[q]
+    return dx.reshape(n, c, h, w)
+
+
 @njit(cache=True)
 def _window(i, stride, pad, k, n):
     """The part [start, end) of pooling window i (of size k) that lies inside an input of size n."""

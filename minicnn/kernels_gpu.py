@@ -66,6 +66,22 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return dx
 
 
+def im2col_shifted(x, kh, kw, dh, dw, oh):
+    x = cp.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    cols = cp.empty((c * kh * kw, n * oh * w), dtype=x.dtype)
+    _launch("im2col.cu", "im2col_shifted", x.dtype, cols.size, x, cols, np.int64(n), *_i(c, h, w, kh, kw, dh, dw, oh))
+    return cols
+
+
+def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
+    cols = cp.ascontiguousarray(cols)
+    dx = cp.empty((n, c, h, w), dtype=cols.dtype)
+    _launch("im2col.cu", "col2im_shifted", cols.dtype, dx.size, cols, dx, np.int64(n),
+            *_i(c, h, w, kh, kw, dh, dw, oh))
+    return dx
+
+
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     x = cp.ascontiguousarray(x)
     n, c, h, w = x.shape

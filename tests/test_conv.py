@@ -78,9 +78,11 @@ def test_conv2d_float32_matches_torch(torch_mod):
     np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_chunked_batches_give_the_same_result(monkeypatch):
+@pytest.mark.parametrize("stride, image_bytes", [((1, 1), 18 * 6 * 8 * 8), ((2, 2), 18 * 3 * 3 * 8)])
+def test_chunked_batches_give_the_same_result(monkeypatch, stride, image_bytes):
+    """Stride 1 (the shifted layout, 8 matrix columns per output row of 6) and stride 2 (the general im2col)."""
     from minicnn.functional import conv
-    cfg = dict(n=5, cin=2, cout=3, h=6, w=6, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+    cfg = dict(n=5, cin=2, cout=3, h=6, w=6, k=(3, 3), stride=stride, padding=(1, 1), dilation=(1, 1), groups=1,
                bias=True, seed=0)
     x, w, b = make(cfg)
     monkeypatch.setitem(conv.CHUNK_BYTES, "cpu", 2**30)  # one chunk
@@ -89,12 +91,31 @@ def test_chunked_batches_give_the_same_result(monkeypatch):
     full = [t.grad.numpy().copy() for t in (x, w, b)]
     for t in (x, w, b):
         t.grad = None
-    monkeypatch.setitem(conv.CHUNK_BYTES, "cpu", 2 * 18 * 36 * 8)  # two images per chunk: 3 chunks
+    monkeypatch.setitem(conv.CHUNK_BYTES, "cpu", 2 * image_bytes)  # two images per chunk: 3 chunks
+    layout = conv._Layout(x.data, w.data, stride, (1, 1), (1, 1), y_full.shape[2:])
+    assert layout.shifted == (stride == (1, 1)) and len(layout.chunks()) == 3
     y = run(cfg, x, w, b)
     y.backward(np.ones(y.shape))
     np.testing.assert_allclose(y.numpy(), y_full.numpy(), rtol=1e-12)
     for t, ref in zip((x, w, b), full):
         np.testing.assert_allclose(t.grad.numpy(), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("k, dilation", [((3, 3), (1, 1)), ((2, 4), (2, 1)), ((1, 1), (1, 1))])
+def test_shifted_im2col_is_im2col_with_junk_columns(k, dilation):
+    """im2col_shifted's columns j < OW of every output row are the general im2col's; col2im_shifted is its adjoint
+    (<im2col(x), d> = <x, col2im(d)>)."""
+    from minicnn import kernels_cpu as K
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 6))
+    oh, ow = 7 - dilation[0] * (k[0] - 1), 6 - dilation[1] * (k[1] - 1)
+    cols = K.im2col_shifted(x, *k, *dilation, oh)
+    assert cols.shape == (3 * k[0] * k[1], 2 * oh * 6)
+    general = K.im2col(x, *k, 1, 1, 0, 0, *dilation, oh, ow)
+    np.testing.assert_array_equal(cols.reshape(-1, 2, oh, 6)[..., :ow].reshape(general.shape), general)
+    d = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose(np.vdot(cols, d), np.vdot(x, K.col2im_shifted(d, 2, 3, 7, 6, *k, *dilation, oh)),
+                               rtol=1e-12)
 
 
 def test_sharpen_kernel_on_the_lecture_patches():

@@ -57,6 +57,20 @@ def test_pooling_gpu_matches_cpu(cfg, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shifted_im2col_kernels_match_cpu(dtype):
+    import cupy as cp
+    from minicnn import kernels_cpu, kernels_gpu
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    geometry = (3, 2, 2, 1, 3)  # KH, KW, DH, DW, OH
+    cols = kernels_cpu.im2col_shifted(x, *geometry)
+    np.testing.assert_array_equal(cp.asnumpy(kernels_gpu.im2col_shifted(cp.asarray(x), *geometry)), cols)
+    d = rng.standard_normal(cols.shape).astype(dtype)
+    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.col2im_shifted(cp.asarray(d), 2, 3, 7, 6, *geometry)),
+                               kernels_cpu.col2im_shifted(d, 2, 3, 7, 6, *geometry), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_global_adaptive_norm_ops_gpu(dtype):
     rng = np.random.default_rng(0)
     x = mc.tensor(rng.standard_normal((3, 4, 5, 6)).astype(dtype), requires_grad=True)

@@ -9,6 +9,8 @@ Backward: dW = dY @ cols^T;  dcols = W^T @ dY;  dx = col2im(dcols);  db = sum of
 with K <= C, dx is instead dY (*) flip(W)^T, a convolution with padding dilation*(KH-1) - padding.
 The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES: on the CPU a cache-sized chunk
 (measured fastest, benchmarks/RESULTS.md), on the GPU a large one (fewer kernel launches), bounded either way.
+Backward builds each chunk's im2col matrix again rather than keeping it from the forward pass: that costs 2-3 %
+of a ResNet-18 step and saves about 40 MB of its peak memory (the matrices are 9x the size of the input).
 """
 from ..autograd import Function
 from ..backend import device_of, xp_of
@@ -65,7 +67,7 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         self.out_hw = self._check(x, w, b)
-        y, self.cols = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw)
+        y = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -89,7 +91,7 @@ class Conv2d(Function):
             flipped = w.reshape(g, k // g, c // g, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
             flipped = xp.ascontiguousarray(flipped).reshape(c, k // g, kh, kw)
             pad = tuple(d * (m - 1) - p for p, d, m in zip(self.padding, self.dilation, (kh, kw)))
-            dx = _correlate(gy, flipped, (1, 1), pad, self.dilation, g, (h, wd))[0]
+            dx = _correlate(gy, flipped, (1, 1), pad, self.dilation, g, (h, wd))
         col2im_dx = need_x and dx is None
         if col2im_dx:
             dx = xp.empty_like(x)
@@ -98,17 +100,15 @@ class Conv2d(Function):
         # would cost more than the product (10 ms against 2, benchmarks/RESULTS.md).
         transposed = wm.shape[1] * wm.shape[2] <= 1 << 16
         dw = None
-        geometry = (kh, kw, *self.stride, *self.padding, *self.dilation, *self.out_hw)
-        for n0, n1 in _chunks(x, w, self.out_hw) if need_w or col2im_dx else ():
-            gm = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, k // g, -1)
+        layout = _Layout(x, w, self.stride, self.padding, self.dilation, self.out_hw)
+        for n0, n1 in layout.chunks() if need_w or col2im_dx else ():
+            gm = layout.output_columns(gy[n0:n1]).reshape(g, k // g, -1)
             if need_w:
-                cols = self.cols if self.cols is not None else kern.im2col(x[n0:n1], *geometry)
-                cols = cols.reshape(g, wm.shape[2], -1)
+                cols = layout.im2col(x[n0:n1]).reshape(g, wm.shape[2], -1)
                 part = cols @ gm.transpose(0, 2, 1) if transposed else gm @ cols.transpose(0, 2, 1)
                 dw = part if dw is None else dw + part
             if col2im_dx:
-                dcols = (wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1)
-                dx[n0:n1] = kern.col2im(dcols, n1 - n0, c, h, wd, *geometry)
+                dx[n0:n1] = layout.col2im((wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1), n1 - n0)
         if need_w:
             dw = xp.ascontiguousarray(dw.transpose(0, 2, 1)) if transposed else dw
         grads = (dx, dw.reshape(w.shape) if need_w else None)
@@ -117,26 +117,77 @@ class Conv2d(Function):
         return grads
 
 
-def _chunks(x, w, out_hw):
-    """Batch ranges whose im2col buffer stays under CHUNK_BYTES."""
-    per_image = x.shape[1] * w.shape[2] * w.shape[3] * out_hw[0] * out_hw[1] * x.itemsize  # C*KH*KW rows
-    step = max(1, CHUNK_BYTES[device_of(x).type] // max(per_image, 1))
-    return [(n0, min(n0 + step, x.shape[0])) for n0 in range(0, x.shape[0], step)]
+class _Layout:
+    """How the batch becomes im2col matrices, chunk by chunk, and how matrix columns map to output positions.
+
+    At stride 1 a chunk is zero-padded once and every output row is computed at the padded width Wp instead of OW
+    (the Wp - OW extra columns per row are junk, dropped from the output, and zero in the output gradient): row
+    (c, r, s) of the matrix is then one contiguous span of each padded image, which im2col_shifted copies in one
+    piece instead of OH lines of OW elements (3-6x faster on LeNet's 10- and 28-element lines). The junk columns
+    cost Wp/OW - 1 more work in the products, so this layout is used only where Wp < 1.5 OW (not on ResNet's
+    4x4 and 2x2 maps). Otherwise the general im2col, with exactly OW columns per output row."""
+
+    def __init__(self, x, w, stride, padding, dilation, out_hw):
+        self.xp, self.kern = xp_of(x), kernels_for(x)
+        self.x_shape, self.kh, self.kw = x.shape, w.shape[2], w.shape[3]
+        self.padding, self.dilation, self.out_hw = padding, dilation, out_hw
+        self.shifted = stride == (1, 1) and 2 * (x.shape[3] + 2 * padding[1]) < 3 * out_hw[1]  # Wp < 1.5 OW
+        self.width = x.shape[3] + 2 * padding[1] if self.shifted else out_hw[1]  # matrix columns per output row
+        self.geometry = (self.kh, self.kw, *stride, *padding, *dilation, *out_hw)
+        self.device = device_of(x).type
+        self.itemsize = x.itemsize
+
+    def chunks(self):
+        """Batch ranges whose im2col matrix stays under CHUNK_BYTES."""
+        n, c = self.x_shape[:2]
+        per_image = c * self.kh * self.kw * self.out_hw[0] * self.width * self.itemsize
+        step = max(1, CHUNK_BYTES[self.device] // max(per_image, 1))
+        return [(n0, min(n0 + step, n)) for n0 in range(0, n, step)]
+
+    def im2col(self, x):
+        if not self.shifted:
+            return self.kern.im2col(x, *self.geometry)
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        if ph or pw:
+            n, c, h, w = x.shape
+            padded = self.xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+            padded[:, :, ph:ph + h, pw:pw + w] = x
+            x = padded
+        return self.kern.im2col_shifted(x, self.kh, self.kw, dh, dw, self.out_hw[0])
+
+    def output(self, ym, n):
+        """The product (K, n*OH*width) as the output chunk (n, K, OH, OW)."""
+        return ym.reshape(ym.shape[0], n, self.out_hw[0], self.width)[..., :self.out_hw[1]].transpose(1, 0, 2, 3)
+
+    def output_columns(self, gy):
+        """The output gradient chunk (n, K, OH, OW) as a (K, n*OH*width) matrix, zero in the junk columns."""
+        n, k, oh, ow = gy.shape
+        if not self.shifted:
+            return gy.transpose(1, 0, 2, 3).reshape(k, -1)
+        gm = self.xp.zeros((k, n, oh, self.width), dtype=gy.dtype)
+        gm[..., :ow] = gy.transpose(1, 0, 2, 3)
+        return gm.reshape(k, -1)
+
+    def col2im(self, dcols, n):
+        """The input gradient chunk (n, C, H, W) from the column gradient."""
+        _, c, h, w = self.x_shape
+        if not self.shifted:
+            return self.kern.col2im(dcols, n, c, h, w, *self.geometry)
+        (ph, pw), (dh, dw) = self.padding, self.dilation
+        dx = self.kern.col2im_shifted(dcols, n, c, h + 2 * ph, w + 2 * pw, self.kh, self.kw, dh, dw, self.out_hw[0])
+        return dx[:, :, ph:ph + h, pw:pw + w]
 
 
 def _correlate(x, w, stride, padding, dilation, groups, out_hw):
-    """y = x (*) w, chunk by chunk: im2col, then one product per group. Returns y and, when the batch fit in one
-    chunk (at most CHUNK_BYTES), its im2col buffer, which backward reuses instead of building it again."""
-    xp, kern = xp_of(x), kernels_for(x)
+    """y = x (*) w, chunk by chunk: im2col, then one product per group."""
     n, k, g = x.shape[0], w.shape[0], groups
     wm = w.reshape(g, k // g, -1)
-    y = xp.empty((n, k, *out_hw), dtype=x.dtype)
-    geometry = (w.shape[2], w.shape[3], *stride, *padding, *dilation, *out_hw)
-    chunks = _chunks(x, w, out_hw)
-    for n0, n1 in chunks:
-        cols = kern.im2col(x[n0:n1], *geometry)
-        y[n0:n1] = (wm @ cols.reshape(g, wm.shape[2], -1)).reshape(k, n1 - n0, *out_hw).transpose(1, 0, 2, 3)
-    return y, (cols if len(chunks) == 1 else None)
+    layout = _Layout(x, w, stride, padding, dilation, out_hw)
+    y = layout.xp.empty((n, k, *out_hw), dtype=x.dtype)
+    for n0, n1 in layout.chunks():
+        cols = layout.im2col(x[n0:n1])
+        y[n0:n1] = layout.output((wm @ cols.reshape(g, wm.shape[2], -1)).reshape(k, -1), n1 - n0)
+    return y
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
