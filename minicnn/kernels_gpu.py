@@ -82,6 +82,35 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
     return dx
 
 
+def conv_direct(x, w, groups, dh, dw, oh):
+    x, w = cp.ascontiguousarray(x), cp.ascontiguousarray(w)
+    n, c, h, wd = x.shape
+    y = cp.empty((n, w.shape[0], oh * wd), dtype=x.dtype)
+    _launch("conv_direct.cu", "conv_direct", x.dtype, y.size, x, w, y, np.int64(n),
+            *_i(c, h, wd, w.shape[0], groups, w.shape[2], w.shape[3], dh, dw, oh))
+    return y
+
+
+def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
+    x, g = cp.ascontiguousarray(x), cp.ascontiguousarray(g)
+    n, c, h, wd = x.shape
+    k = g.shape[1]
+    dwt = cp.empty((k, c // groups, kh, kw), dtype=x.dtype)
+    _launch("conv_direct.cu", "conv_direct_weight", x.dtype, 0, x, g, dwt, np.int64(n),
+            *_i(c, h, wd, k, groups, kh, kw, dh, dw, oh), blocks=dwt.size)  # one block per weight
+    return dwt
+
+
+def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
+    g, w = cp.ascontiguousarray(g), cp.ascontiguousarray(w)
+    n, k = g.shape[:2]
+    c = w.shape[1] * groups
+    dx = cp.empty((n, c, h, wd), dtype=g.dtype)
+    _launch("conv_direct.cu", "conv_direct_input", g.dtype, dx.size, g, w, dx, np.int64(n),
+            *_i(c, h, wd, k, groups, w.shape[2], w.shape[3], dh, dw, oh))
+    return dx
+
+
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     x = cp.ascontiguousarray(x)
     n, c, h, w = x.shape

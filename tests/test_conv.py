@@ -118,6 +118,36 @@ def test_shifted_im2col_is_im2col_with_junk_columns(k, dilation):
                                rtol=1e-12)
 
 
+@pytest.mark.parametrize("cfg", [
+    dict(n=3, cin=1, cout=6, h=9, w=8, k=(5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1,
+         bias=True, seed=0),  # LeNet's first layer, small
+    dict(n=2, cin=6, cout=6, h=6, w=7, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=6,
+         bias=False, seed=1),  # depthwise
+    dict(n=2, cin=4, cout=6, h=7, w=9, k=(2, 3), stride=(1, 1), padding=(0, 2), dilation=(2, 1), groups=2,
+         bias=True, seed=2),  # grouped, dilated, rectangular
+])
+def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
+    """Few taps per output at stride 1 take the direct kernels; forcing im2col gives the same values."""
+    from minicnn import kernels_cpu
+    calls = []
+    direct = kernels_cpu.conv_direct
+    monkeypatch.setattr(kernels_cpu, "conv_direct", lambda *a: calls.append(1) or direct(*a))
+    x, w, b = make(cfg)
+    results = []
+    for taps in (32, 0):
+        from minicnn.functional import conv
+        monkeypatch.setattr(conv, "DIRECT_TAPS", taps)
+        for t in (x, w, b):
+            if t is not None:
+                t.grad = None
+        y = run(cfg, x, w, b)
+        y.backward(np.random.default_rng(0).standard_normal(y.shape))
+        results.append([y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None])
+    assert len(calls) == 1  # the direct kernel ran in the first pass only
+    for got, ref in zip(*results):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_sharpen_kernel_on_the_lecture_patches():
     patches = np.array([[[76, 200, 249], [97, 143, 223], [108, 196, 236]],
                         [[206, 205, 247], [244, 161, 138], [192, 154, 76]]], dtype=np.float64)

@@ -71,6 +71,26 @@ def test_shifted_im2col_kernels_match_cpu(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direct_conv_kernels_match_cpu(dtype):
+    import cupy as cp
+    from minicnn import kernels_cpu, kernels_gpu
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)  # already padded
+    w = rng.standard_normal((6, 2, 3, 2)).astype(dtype)  # groups 2
+    geometry = (2, 1, 3)  # DH, DW, OH
+    y = kernels_cpu.conv_direct(x, w, 2, *geometry)
+    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.conv_direct(cp.asarray(x), cp.asarray(w), 2, *geometry)), y,
+                               **TOL[dtype])
+    g = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(
+        cp.asnumpy(kernels_gpu.conv_direct_weight(cp.asarray(x), cp.asarray(g), 2, 3, 2, *geometry)),
+        kernels_cpu.conv_direct_weight(x, g, 2, 3, 2, *geometry), **TOL[dtype])
+    np.testing.assert_allclose(
+        cp.asnumpy(kernels_gpu.conv_direct_input(cp.asarray(g), cp.asarray(w), 2, 7, 6, *geometry)),
+        kernels_cpu.conv_direct_input(g, w, 2, 7, 6, *geometry), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_global_adaptive_norm_ops_gpu(dtype):
     rng = np.random.default_rng(0)
     x = mc.tensor(rng.standard_normal((3, 4, 5, 6)).astype(dtype), requires_grad=True)

@@ -17,7 +17,7 @@ SOURCES = sorted((Path(__file__).resolve().parent.parent / "kernels").glob("*.cu
 
 
 def test_there_are_kernels():
-    assert {p.name for p in SOURCES} >= {"im2col.cu", "pool.cu"}
+    assert {p.name for p in SOURCES} >= {"im2col.cu", "conv_direct.cu", "pool.cu"}
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.name)

@@ -9,6 +9,9 @@ Backward: dW = dY @ cols^T;  dcols = W^T @ dY;  dx = col2im(dcols);  db = sum of
 with K <= C, dx is instead dY (*) flip(W)^T, a convolution with padding dilation*(KH-1) - padding.
 The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES: on the CPU a cache-sized chunk
 (measured fastest, benchmarks/RESULTS.md), on the GPU a large one (fewer kernel launches), bounded either way.
+Where each output sums at most DIRECT_TAPS inputs (LeNet's first layer: 25; a depthwise 3x3: 9) at stride 1, the
+convolution runs on direct kernels instead (conv_direct*, no im2col matrix): a product with so short an inner
+dimension runs far below BLAS speed, and im2col would copy every pixel KH*KW times (2x faster on both).
 Backward builds each chunk's im2col matrix again rather than keeping it from the forward pass: that costs 2-3 %
 of a ResNet-18 step and saves about 40 MB of its peak memory (the matrices are 9x the size of the input).
 """
@@ -17,6 +20,7 @@ from ..backend import device_of, xp_of
 from ._utils import check_4d, kernels_for, pair
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
+DIRECT_TAPS = 32  # at most this many inputs per output (C/G*KH*KW), at stride 1: the direct kernels
 
 
 def conv_output_size(n, kernel, stride=1, padding=0, dilation=1, strict=False):
@@ -67,7 +71,11 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         self.out_hw = self._check(x, w, b)
-        y = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw)
+        self.direct = self.stride == (1, 1) and w.shape[1] * w.shape[2] * w.shape[3] <= DIRECT_TAPS
+        if self.direct:
+            y = self._direct_forward(x, w)
+        else:
+            y = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         self.x, self.w, self.has_bias = x, w, b is not None
@@ -79,7 +87,37 @@ class Conv2d(Function):
         return (self.stride == (1, 1) and k <= c
                 and all(p <= d * (n - 1) for p, d, n in zip(self.padding, self.dilation, self.w.shape[2:])))
 
+    def _direct_forward(self, x, w):
+        """The direct kernel on the padded input; its output rows come at the padded width and are cut to OW."""
+        (oh, ow), (dh, dw) = self.out_hw, self.dilation
+        y = kernels_for(x).conv_direct(_pad(x, self.padding), w, self.groups, dh, dw, oh)
+        return xp_of(x).ascontiguousarray(y.reshape(*y.shape[:2], oh, -1)[..., :ow])
+
+    def _direct_backward(self, gy):
+        x, w, g = self.x, self.w, self.groups
+        xp, kern = xp_of(x), kernels_for(x)
+        (n, c, h, wd), (k, _, kh, kw) = x.shape, w.shape
+        (oh, ow), (ph, pw), (dh, dw) = self.out_hw, self.padding, self.dilation
+        gp = xp.zeros((n, k, oh, wd + 2 * pw), dtype=gy.dtype)  # the output gradient, zero in the junk columns
+        gp[..., :ow] = gy
+        gp = gp.reshape(n, k, -1)
+        dx = dwt = None
+        if self.needs_input_grad[0]:
+            dx = kern.conv_direct_input(gp, w, g, h + 2 * ph, wd + 2 * pw, dh, dw, oh)[:, :, ph:ph + h, pw:pw + wd]
+        if self.needs_input_grad[1]:
+            dwt = kern.conv_direct_weight(_pad(x, self.padding), gp, g, kh, kw, dh, dw, oh)
+        return dx, dwt
+
     def backward(self, gy):
+        if self.direct:
+            grads = self._direct_backward(gy)
+        else:
+            grads = self._im2col_backward(gy)
+        if self.has_bias:
+            grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
+        return grads
+
+    def _im2col_backward(self, gy):
         x, w, g = self.x, self.w, self.groups
         xp, kern = xp_of(x), kernels_for(x)
         n, c, h, wd = x.shape
@@ -111,10 +149,7 @@ class Conv2d(Function):
                 dx[n0:n1] = layout.col2im((wm.transpose(0, 2, 1) @ gm).reshape(c * kh * kw, -1), n1 - n0)
         if need_w:
             dw = xp.ascontiguousarray(dw.transpose(0, 2, 1)) if transposed else dw
-        grads = (dx, dw.reshape(w.shape) if need_w else None)
-        if self.has_bias:
-            grads += (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
-        return grads
+        return dx, (dw.reshape(w.shape) if need_w else None)
 
 
 class _Layout:
@@ -147,13 +182,8 @@ class _Layout:
     def im2col(self, x):
         if not self.shifted:
             return self.kern.im2col(x, *self.geometry)
-        (ph, pw), (dh, dw) = self.padding, self.dilation
-        if ph or pw:
-            n, c, h, w = x.shape
-            padded = self.xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-            padded[:, :, ph:ph + h, pw:pw + w] = x
-            x = padded
-        return self.kern.im2col_shifted(x, self.kh, self.kw, dh, dw, self.out_hw[0])
+        dh, dw = self.dilation
+        return self.kern.im2col_shifted(_pad(x, self.padding), self.kh, self.kw, dh, dw, self.out_hw[0])
 
     def output(self, ym, n):
         """The product (K, n*OH*width) as the output chunk (n, K, OH, OW)."""
@@ -176,6 +206,17 @@ class _Layout:
         (ph, pw), (dh, dw) = self.padding, self.dilation
         dx = self.kern.col2im_shifted(dcols, n, c, h + 2 * ph, w + 2 * pw, self.kh, self.kw, dh, dw, self.out_hw[0])
         return dx[:, :, ph:ph + h, pw:pw + w]
+
+
+def _pad(x, padding):
+    """x zero-padded by PH rows and PW columns on each side (x itself without padding)."""
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    n, c, h, w = x.shape
+    out = xp_of(x).zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
 
 
 def _correlate(x, w, stride, padding, dilation, groups, out_hw):

@@ -1,0 +1,105 @@
+// Direct convolution at stride 1 in the shifted layout (kernels_cpu/conv.py): x is already padded to (N, C, H, W),
+// y and g are (N, K, OH*W) with the last W - OW columns of each output row junk (zero in g). Output channel k
+// reads the C/G input channels of its group, starting at (k / (K/G)) * C/G.
+// conv_direct and conv_direct_input: one thread per output element, a gather (no atomics). conv_direct_weight:
+// one block per weight element, reducing over images and positions in double precision.
+
+#define GRID_STRIDE(total) \
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
+         idx += (long long)blockDim.x * gridDim.x)
+#define THREADS 256
+
+template <typename T>
+__device__ void direct_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, long long N,
+                               int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH) {
+    const long long span = (long long)OH * W, plane = (long long)H * W;
+    const int CG = C / G;
+    GRID_STRIDE(N * K * span) {
+        const long long q = idx % span;
+        const int k = (int)((idx / span) % K);
+        const long long n = idx / (span * K);
+        const int c0 = (k / (K / G)) * CG;
+        T acc = T(0);
+        for (int c = 0; c < CG; ++c) {
+            const T* src = x + (n * C + c0 + c) * plane;
+            for (int r = 0; r < KH; ++r) {
+                for (int s = 0; s < KW; ++s) {
+                    const long long p = q + (long long)r * DH * W + s * DW;
+                    if (p < plane) acc += w[((k * CG + c) * KH + r) * KW + s] * src[p];
+                }
+            }
+        }
+        y[idx] = acc;
+    }
+}
+
+template <typename T>
+__device__ void direct_weight(const T* __restrict__ x, const T* __restrict__ g, T* __restrict__ dw, long long N,
+                              int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH) {
+    __shared__ double shared[THREADS];
+    const long long span = (long long)OH * W, plane = (long long)H * W;
+    const int CG = C / G;
+    const int tap = blockIdx.x;  // one block per weight element (k, c, r, s)
+    const int s = tap % KW, r = (tap / KW) % KH, c = (tap / (KW * KH)) % CG, k = tap / (KW * KH * CG);
+    const long long off = (long long)r * DH * W + s * DW;
+    const long long m = span < plane - off ? span : plane - off;
+    const int cin = (k / (K / G)) * CG + c;
+    double acc = 0.0;
+    for (long long i = threadIdx.x; i < N * m; i += blockDim.x) {
+        const long long n = i / m, q = i % m;
+        acc += (double)g[(n * K + k) * span + q] * (double)x[(n * C + cin) * plane + off + q];
+    }
+    shared[threadIdx.x] = acc;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+        if (threadIdx.x < half) shared[threadIdx.x] += shared[threadIdx.x + half];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) dw[tap] = (T)shared[0];
+}
+
+template <typename T>
+__device__ void direct_input(const T* __restrict__ g, const T* __restrict__ w, T* __restrict__ dx, long long N,
+                             int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH) {
+    const long long span = (long long)OH * W, plane = (long long)H * W;
+    const int CG = C / G, KG = K / G;
+    GRID_STRIDE(N * C * plane) {
+        const long long p = idx % plane;
+        const int c = (int)((idx / plane) % C);
+        const long long n = idx / (plane * C);
+        T acc = T(0);
+        for (int kk = 0; kk < KG; ++kk) {
+            const int k = (c / CG) * KG + kk;
+            const T* src = g + (n * K + k) * span;
+            for (int r = 0; r < KH; ++r) {
+                for (int s = 0; s < KW; ++s) {
+                    const long long q = p - (long long)r * DH * W - s * DW;
+                    if (q >= 0 && q < span) acc += w[((k * CG + c % CG) * KH + r) * KW + s] * src[q];
+                }
+            }
+        }
+        dx[idx] = acc;
+    }
+}
+
+#define DIRECT_ARGS long long N, int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH
+#define DIRECT_PASS N, C, H, W, K, G, KH, KW, DH, DW, OH
+
+extern "C" __global__ void conv_direct_f32(const float* x, const float* w, float* y, DIRECT_ARGS) {
+    direct_forward<float>(x, w, y, DIRECT_PASS);
+}
+extern "C" __global__ void conv_direct_f64(const double* x, const double* w, double* y, DIRECT_ARGS) {
+    direct_forward<double>(x, w, y, DIRECT_PASS);
+}
+extern "C" __global__ void conv_direct_weight_f32(const float* x, const float* g, float* dw, DIRECT_ARGS) {
+    direct_weight<float>(x, g, dw, DIRECT_PASS);
+}
+extern "C" __global__ void conv_direct_weight_f64(const double* x, const double* g, double* dw, DIRECT_ARGS) {
+    direct_weight<double>(x, g, dw, DIRECT_PASS);
+}
+extern "C" __global__ void conv_direct_input_f32(const float* g, const float* w, float* dx, DIRECT_ARGS) {
+    direct_input<float>(g, w, dx, DIRECT_PASS);
+}
+extern "C" __global__ void conv_direct_input_f64(const double* g, const double* w, double* dx, DIRECT_ARGS) {
+    direct_input<double>(g, w, dx, DIRECT_PASS);
+}

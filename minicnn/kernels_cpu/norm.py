@@ -1,0 +1,71 @@
+"""Batch normalisation: x is viewed as (N, C, L); statistics in float64."""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def batch_norm_stats(x, running_mean, running_var, momentum, update):
+    """Per-channel mean and biased variance (two passes, float64 accumulation); when `update`, also
+    running = (1 - momentum) running + momentum stat, with the unbiased variance."""
+    n, c, l = x.shape
+    mean = np.empty(c)
+    var = np.empty(c)
+    for ci in prange(c):
+        s = 0.0
+        for b in range(n):
+            for k in range(l):
+                s += x[b, ci, k]
+        m = s / (n * l)
+        ss = 0.0
+        for b in range(n):
+            for k in range(l):
+                d = x[b, ci, k] - m
+                ss += d * d
+        mean[ci] = m
+        var[ci] = ss / (n * l)
+        if update:
+            running_mean[ci] = (1 - momentum) * running_mean[ci] + momentum * m
+            running_var[ci] = (1 - momentum) * running_var[ci] + momentum * ss / (n * l - 1)
+    return mean, var
+
+
+@njit(parallel=True, cache=True)
+def batch_norm_apply(x, scale, shift):
+    """y = x * scale[c] + shift[c]."""
+    n, c, l = x.shape
+    y = np.empty_like(x)
+    for row in prange(n * c):
+        b = row // c
+        ci = row % c
+        sc, sh = scale[ci], shift[ci]
+        for k in range(l):
+            y[b, ci, k] = x[b, ci, k] * sc + sh
+    return y
+
+
+@njit(parallel=True, cache=True)
+def batch_norm_backward(g, x, mean, invstd, weight, training):
+    """dx, d(weight) = sum g xhat, d(bias) = sum g, with xhat recomputed from x (nothing else is stored)."""
+    n, c, l = x.shape
+    m = n * l
+    dx = np.empty_like(x)
+    dweight = np.empty(c)
+    dbias = np.empty(c)
+    for ci in prange(c):
+        mu, inv = mean[ci], invstd[ci]
+        sg = 0.0
+        sgx = 0.0
+        for b in range(n):
+            for k in range(l):
+                gv = g[b, ci, k]
+                sg += gv
+                sgx += gv * (x[b, ci, k] - mu) * inv
+        dweight[ci] = sgx
+        dbias[ci] = sg
+        scale = weight[ci] * inv
+        a = sg / m if training else 0.0
+        bcoef = sgx / m if training else 0.0
+        for b in range(n):
+            for k in range(l):
+                dx[b, ci, k] = scale * (g[b, ci, k] - a - (x[b, ci, k] - mu) * inv * bcoef)
+    return dx, dweight, dbias

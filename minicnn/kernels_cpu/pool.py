@@ -1,0 +1,166 @@
+"""2-D pooling, forward and backward: max and average over windows, global max and average."""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _window(i, stride, pad, k, n):
+    """The part [start, end) of pooling window i (of size k) that lies inside an input of size n."""
+    start = i * stride - pad
+    return max(start, 0), min(start + k, n)
+
+
+@njit(parallel=True, cache=True)
+def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Max over each window (padding counts as -inf); `argmax` keeps the flat index y*W + x of the first maximum
+    (a NaN wins, as in PyTorch)."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int32)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        for i in range(oh):
+            h0, h1 = _window(i, sh, ph, kh, h)
+            for j in range(ow):
+                w0, w1 = _window(j, sw, pw, kw, w)
+                best = -np.inf
+                idx = h0 * w + w0
+                for y in range(h0, h1):
+                    for xx in range(w0, w1):
+                        v = x[b, ci, y, xx]
+                        if v > best or np.isnan(v):
+                            best = v
+                            idx = y * w + xx
+                out[b, ci, i, j] = best if h0 < h1 and w0 < w1 else -np.inf
+                argmax[b, ci, i, j] = idx
+    return out, argmax
+
+
+@njit(parallel=True, cache=True)
+def max_pool2d_backward(g, argmax, h, w, kh, kw, sh, sw, ph, pw):
+    """dx[y, x] = sum of g over the windows that chose (y, x) as their maximum. Each (n, c) plane belongs to one
+    thread, which adds its windows in order: no races, deterministic."""
+    n, c, oh, ow = g.shape
+    dx = np.zeros((n, c, h * w), dtype=g.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        for i in range(oh):
+            for j in range(ow):
+                dx[b, ci, argmax[b, ci, i, j]] += g[b, ci, i, j]
+    return dx.reshape(n, c, h, w)
+
+
+@njit(cache=True)
+def _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """PyTorch's divisor: the window clipped to the padded image, or to the image when padding is not counted."""
+    h0 = i * sh - ph
+    w0 = j * sw - pw
+    h1 = min(h0 + kh, h + ph)
+    w1 = min(w0 + kw, w + pw)
+    if count_include_pad:
+        return (h1 - h0) * (w1 - w0)
+    return (min(h1, h) - max(h0, 0)) * (min(w1, w) - max(w0, 0))
+
+
+@njit(parallel=True, cache=True)
+def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        for i in range(oh):
+            h0, h1 = _window(i, sh, ph, kh, h)
+            for j in range(ow):
+                w0, w1 = _window(j, sw, pw, kw, w)
+                acc = 0.0
+                for y in range(h0, h1):
+                    for xx in range(w0, w1):
+                        acc += x[b, ci, y, xx]
+                out[b, ci, i, j] = acc / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """dx[y, x] = sum over the windows containing (y, x) of g / divisor; one thread per (n, c) plane."""
+    n, c, oh, ow = g.shape
+    dx = np.zeros((n, c, h, w), dtype=g.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        for i in range(oh):
+            h0, h1 = _window(i, sh, ph, kh, h)
+            for j in range(ow):
+                w0, w1 = _window(j, sw, pw, kw, w)
+                v = g[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
+                for y in range(h0, h1):
+                    for xx in range(w0, w1):
+                        dx[b, ci, y, xx] += v
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def global_avg_pool2d_forward(x):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, 1, 1), dtype=x.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        acc = 0.0
+        for y in range(h):
+            for xx in range(w):
+                acc += x[b, ci, y, xx]
+        out[b, ci, 0, 0] = acc / (h * w)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def global_avg_pool2d_backward(g, h, w):
+    n, c = g.shape[0], g.shape[1]
+    dx = np.empty((n, c, h, w), dtype=g.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        v = g[b, ci, 0, 0] / (h * w)
+        for y in range(h):
+            for xx in range(w):
+                dx[b, ci, y, xx] = v
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def global_max_pool2d_forward(x):
+    n, c, h, w = x.shape
+    out = np.empty((n, c, 1, 1), dtype=x.dtype)
+    argmax = np.empty((n, c, 1, 1), dtype=np.int32)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        best = -np.inf
+        idx = 0
+        for y in range(h):
+            for xx in range(w):
+                v = x[b, ci, y, xx]
+                if v > best or np.isnan(v):
+                    best = v
+                    idx = y * w + xx
+        out[b, ci, 0, 0] = best
+        argmax[b, ci, 0, 0] = idx
+    return out, argmax
+
+
+@njit(parallel=True, cache=True)
+def global_max_pool2d_backward(g, argmax, h, w):
+    n, c = g.shape[0], g.shape[1]
+    dx = np.empty((n, c, h, w), dtype=g.dtype)
+    for plane in prange(n * c):
+        b = plane // c
+        ci = plane % c
+        me = argmax[b, ci, 0, 0]
+        for y in range(h):
+            for xx in range(w):
+                dx[b, ci, y, xx] = g[b, ci, 0, 0] if y * w + xx == me else 0
+    return dx
