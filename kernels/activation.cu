@@ -8,13 +8,13 @@
 
 template <typename T>
 __device__ void leaky_relu_fwd(const T* __restrict__ x, T* __restrict__ y, long long n, T slope) {
-    GRID_STRIDE(n) { const T v = x[idx]; y[idx] = v > T(0) ? v : v * slope; }
+    GRID_STRIDE(n) { const T v = x[idx]; y[idx] = v <= T(0) ? (slope != T(0) ? v * slope : T(0)) : v; }
 }
 
 template <typename T>
 __device__ void leaky_relu_bwd(const T* __restrict__ g, const T* __restrict__ x, T* __restrict__ dx, long long n,
                                T slope) {
-    GRID_STRIDE(n) { dx[idx] = x[idx] > T(0) ? g[idx] : g[idx] * slope; }
+    GRID_STRIDE(n) { dx[idx] = x[idx] <= T(0) ? (slope != T(0) ? g[idx] * slope : T(0)) : g[idx]; }
 }
 
 __device__ unsigned long long splitmix64(unsigned long long z) {

@@ -251,7 +251,7 @@ def leaky_relu_forward(x, slope):
 
 
 def leaky_relu_backward(g, x, slope):
-    g = cp.ascontiguousarray(g)
+    g, x = cp.ascontiguousarray(g), cp.ascontiguousarray(x)
     dx = cp.empty_like(x)
     _launch("activation.cu", "leaky_relu_backward", x.dtype, x.size, g, x, dx, np.int64(x.size),
             x.dtype.type(slope))

@@ -219,3 +219,13 @@ def test_training_step_makes_no_host_copies():
     with cupyx.allow_synchronize(False):  # raises cupyx.DeviceSynchronized on any device-to-host wait
         loss, _ = train_step(model, opt, x, y)
     assert np.isfinite(loss.item())
+
+
+def test_relu_of_infinities_on_gpu():
+    x = np.array([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan], np.float32)
+    cpu, gpu = both(mc.tensor(x, requires_grad=True))
+    for t in cpu + gpu:
+        y = F.relu(t)
+        y.backward(mc.tensor(np.full(6, np.inf, np.float32), device=t.device))
+    np.testing.assert_array_equal(F.relu(gpu[0]).numpy(), F.relu(cpu[0]).numpy())
+    np.testing.assert_array_equal(gpu[0].grad.numpy(), cpu[0].grad.numpy())

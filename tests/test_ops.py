@@ -127,6 +127,17 @@ def test_activations_grad(shape, seed):
     assert mc.gradcheck(lambda a: F.log_softmax(a, axis=0), [a])
 
 
+def test_relu_of_infinities_is_exact():
+    """relu(-inf) = 0 and an infinite gradient stops at x <= 0, as in PyTorch (a product with a 0 mask is NaN);
+    a NaN passes through, forward and backward."""
+    x = mc.tensor(np.array([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan], np.float32), requires_grad=True)
+    y = F.relu(x)
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 0, 2, np.inf, np.nan])
+    y.backward(np.full(6, np.inf, np.float32))
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 0, 0, np.inf, np.inf, np.inf])
+    np.testing.assert_array_equal(F.leaky_relu(x, 0.5).numpy(), [-np.inf, -0.5, 0, 2, np.inf, np.nan])
+
+
 def test_softmax_stable_for_large_logits():
     x = mc.tensor(np.array([[1000.0, 0.0, -1000.0], [-1e3, -1e3, -1e3]]), requires_grad=True)
     s, ls = F.softmax(x), F.log_softmax(x)

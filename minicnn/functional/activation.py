@@ -4,28 +4,23 @@ softmax and log_softmax subtract the row maximum first, so logits of magnitude 1
 the answer.
 """
 from ..autograd import Function
-from ..backend import is_gpu_array, xp_of
-from ._utils import kernels_gpu
+from ..backend import xp_of
+from ._utils import kernels_for
 
 
 class LeakyReLU(Function):
     """x for x > 0, slope * x otherwise (Maas et al. 2013); slope 0 is the ReLU, max(0, x) (Nair and Hinton 2010),
-    whose gradient at 0 is taken as 0, like PyTorch. On the GPU one CUDA kernel each way."""
+    whose gradient at 0 is taken as 0, like PyTorch. One kernel each way (Numba or CUDA), keeping x."""
 
     def __init__(self, negative_slope):
         self.slope = negative_slope
 
     def forward(self, x):
-        if is_gpu_array(x):
-            self.x = x
-            return kernels_gpu().leaky_relu_forward(x, self.slope)
-        self.mask = x > 0
-        return x * self.mask if self.slope == 0 else xp_of(x).where(self.mask, x, x * x.dtype.type(self.slope))
+        self.x = x
+        return kernels_for(x).leaky_relu_forward(x, x.dtype.type(self.slope))
 
     def backward(self, g):
-        if is_gpu_array(g):
-            return kernels_gpu().leaky_relu_backward(g, self.x, self.slope)
-        return g * self.mask if self.slope == 0 else xp_of(g).where(self.mask, g, g * g.dtype.type(self.slope))
+        return kernels_for(g).leaky_relu_backward(g, self.x, g.dtype.type(self.slope))
 
 
 class Sigmoid(Function):

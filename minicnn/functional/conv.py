@@ -96,7 +96,7 @@ class Conv2d(Function):
     def _direct_backward(self, gy):
         x, w, g = self.x, self.w, self.groups
         xp, kern = xp_of(x), kernels_for(x)
-        (n, c, h, wd), (k, _, kh, kw) = x.shape, w.shape
+        (n, _, h, wd), (k, _, kh, kw) = x.shape, w.shape
         (oh, ow), (ph, pw), (dh, dw) = self.out_hw, self.padding, self.dilation
         gp = xp.zeros((n, k, oh, wd + 2 * pw), dtype=gy.dtype)  # the output gradient, zero in the junk columns
         gp[..., :ow] = gy
@@ -119,7 +119,7 @@ class Conv2d(Function):
 
     def _im2col_backward(self, gy):
         x, w, g = self.x, self.w, self.groups
-        xp, kern = xp_of(x), kernels_for(x)
+        xp = xp_of(x)
         n, c, h, wd = x.shape
         k, kh, kw = w.shape[0], w.shape[2], w.shape[3]
         wm = w.reshape(g, k // g, -1)

@@ -1,11 +1,12 @@
 """Numba kernels for the CPU: convolution (im2col/col2im and the direct kernels), 2-D pooling and batch
-normalisation, forward and backward. kernels_gpu has the same functions, with the same signatures, in CUDA C.
+normalisation and the (leaky) ReLU, forward and backward. kernels_gpu has the same functions, with the same signatures, in CUDA C.
 
 Every parallel iteration owns its outputs: forward kernels compute one row of `cols` or one (n, c) plane, and
 backward kernels give each (n, c) plane of dx (or each weight) to one thread, which adds into it in a fixed order.
 No two threads ever write one location: there are no races and the result is the same on every run. Kernels are
 compiled on first use and cached on disk (cache=True), so the compile time is paid once per machine.
 """
+from .activation import leaky_relu_backward, leaky_relu_forward
 from .conv import (col2im, col2im_shifted, conv_direct, conv_direct_input, conv_direct_weight, im2col,
                    im2col_shifted)
 from .norm import batch_norm_apply, batch_norm_backward, batch_norm_stats
@@ -16,4 +17,4 @@ __all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct"
            "conv_direct_input", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
            "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward",
            "global_max_pool2d_forward", "global_max_pool2d_backward", "batch_norm_stats", "batch_norm_apply",
-           "batch_norm_backward"]
+           "batch_norm_backward", "leaky_relu_forward", "leaky_relu_backward"]

@@ -1,0 +1,27 @@
+"""The (leaky) ReLU, forward and backward, in one parallel pass each (NumPy needs two: a mask, then a product).
+`slope` comes in the array's dtype. With slope 0 the negative side is exactly 0, also for -inf inputs and infinite
+gradients (a product with 0 would give NaN there; PyTorch gives 0)."""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def leaky_relu_forward(x, slope):
+    """y = slope * x where x <= 0, else x (so a NaN passes through, as in PyTorch)."""
+    xf = np.ascontiguousarray(x).reshape(-1)
+    y = np.empty_like(xf)
+    for i in prange(xf.size):
+        v = xf[i]
+        y[i] = (v * slope if slope != 0 else 0) if v <= 0 else v
+    return y.reshape(x.shape)
+
+
+@njit(parallel=True, cache=True)
+def leaky_relu_backward(g, x, slope):
+    """dx = slope * g where x <= 0 (at 0 too, like PyTorch), else g."""
+    gf = np.ascontiguousarray(g).reshape(-1)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    dx = np.empty_like(gf)
+    for i in prange(gf.size):
+        dx[i] = (gf[i] * slope if slope != 0 else 0) if xf[i] <= 0 else gf[i]
+    return dx.reshape(x.shape)
