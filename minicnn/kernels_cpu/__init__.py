@@ -3,8 +3,9 @@ normalisation and the (leaky) ReLU, forward and backward. kernels_gpu has the sa
 
 Every parallel iteration owns its outputs: forward kernels compute one row of `cols` or one (n, c) plane, and
 backward kernels give each (n, c) plane of dx (or each weight) to one thread, which adds into it in a fixed order.
-No two threads ever write one location: there are no races and the result is the same on every run. Kernels are
-compiled on first use and cached on disk (cache=True), so the compile time is paid once per machine.
+No two threads ever write one location: there are no races and the result is the same on every run, on one thread
+or many. Small inputs run on the calling thread (`_jit.cpu_kernel`: waking Numba's threads costs more than they
+save there). Kernels are compiled on first use and cached on disk, so the compile time is paid once per machine.
 """
 from .activation import leaky_relu_backward, leaky_relu_forward
 from .conv import (col2im, col2im_shifted, conv_direct, conv_direct_input, conv_direct_weight, im2col,

@@ -2,10 +2,12 @@
 `slope` comes in the array's dtype. With slope 0 the negative side is exactly 0, also for -inf inputs and infinite
 gradients (a product with 0 would give NaN there; PyTorch gives 0)."""
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ._jit import cpu_kernel
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def leaky_relu_forward(x, slope):
     """y = slope * x where x <= 0, else x (so a NaN passes through, as in PyTorch)."""
     xf = np.ascontiguousarray(x).reshape(-1)
@@ -16,7 +18,7 @@ def leaky_relu_forward(x, slope):
     return y.reshape(x.shape)
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def leaky_relu_backward(g, x, slope):
     """dx = slope * g where x <= 0 (at 0 too, like PyTorch), else g."""
     gf = np.ascontiguousarray(g).reshape(-1)

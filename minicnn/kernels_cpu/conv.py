@@ -7,6 +7,8 @@ convolution is one matrix product W(K, C*KH*KW) @ cols.
 import numpy as np
 from numba import njit, prange
 
+from ._jit import cpu_kernel
+
 
 @njit(cache=True)
 def _valid_range(n_out, n_in, stride, offset):
@@ -16,7 +18,7 @@ def _valid_range(n_out, n_in, stride, offset):
     return min(j0, n_out), max(j1, min(j0, n_out))
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     n, c, h, w = x.shape
     p = oh * ow
@@ -46,7 +48,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return cols
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """The adjoint of im2col: dx[n, c, y, x] sums every column entry that im2col read from (y, x). Each (n, c)
     plane belongs to one thread, which adds its columns in a fixed order: no races, same result every run."""
@@ -68,7 +70,7 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def im2col_shifted(x, kh, kw, dh, dw, oh):
     """im2col of a stride-1 convolution of an (already padded) x, with every output row computed at the input's
     full width W: the last W - OW columns of each row are junk, which the caller drops. Row (c, r, s), image n,
@@ -87,7 +89,7 @@ def im2col_shifted(x, kh, kw, dh, dw, oh):
     return cols
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
     """The adjoint of im2col_shifted: each (n, c) plane adds its KH*KW spans in a fixed order (one thread each)."""
     span = oh * w
@@ -110,7 +112,7 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
 # small), where a matrix product with so short an inner dimension runs far below BLAS speed and im2col would
 # copy every input pixel KH*KW times. Every inner loop is one long contiguous span, which Numba vectorises.
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def conv_direct(x, w, groups, dh, dw, oh):
     """y[n, k].flat[q] = sum_{c, r, s} w[k, c, r, s] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]; one thread per
     (n, k) plane."""
@@ -135,7 +137,7 @@ def conv_direct(x, w, groups, dh, dw, oh):
     return y
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@cpu_kernel(fastmath={"reassoc"})
 def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
     """dw[k, c, r, s] = sum_n sum_q g[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]; one thread per weight.
     Each image's sum runs in the weight's dtype in vector lanes (reassociated, in the same order every run), the
@@ -164,7 +166,7 @@ def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
     return dwt
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
     """The adjoint in x: dx[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] g[n, k].flat[q] over the K/G outputs
     of c's group; one thread per (n, c) plane of the padded dx, adding in a fixed order."""

@@ -1,9 +1,11 @@
 """Batch normalisation: x is viewed as (N, C, L); statistics in float64."""
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ._jit import cpu_kernel
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def batch_norm_stats(x, running_mean, running_var, momentum, update):
     """Per-channel mean and biased variance (two passes, float64 accumulation); when `update`, also
     running = (1 - momentum) running + momentum stat, with the unbiased variance."""
@@ -29,7 +31,7 @@ def batch_norm_stats(x, running_mean, running_var, momentum, update):
     return mean, var
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def batch_norm_apply(x, scale, shift):
     """y = x * scale[c] + shift[c]."""
     n, c, l = x.shape
@@ -43,7 +45,7 @@ def batch_norm_apply(x, scale, shift):
     return y
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def batch_norm_backward(g, x, mean, invstd, weight, training):
     """dx, d(weight) = sum g xhat, d(bias) = sum g, with xhat recomputed from x (nothing else is stored)."""
     n, c, l = x.shape

@@ -2,6 +2,8 @@
 import numpy as np
 from numba import njit, prange
 
+from ._jit import cpu_kernel
+
 
 @njit(cache=True)
 def _window(i, stride, pad, k, n):
@@ -10,7 +12,7 @@ def _window(i, stride, pad, k, n):
     return max(start, 0), min(start + k, n)
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """Max over each window (padding counts as -inf); `argmax` keeps the flat index y*W + x of the first maximum
     (a NaN wins, as in PyTorch). The comparison updates the maximum by selects rather than branches, which the
@@ -41,7 +43,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     return out.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def max_pool2d_backward(g, argmax, h, w, kh, kw, sh, sw, ph, pw):
     """dx[y, x] = sum of g over the windows that chose (y, x) as their maximum. Each (n, c) plane belongs to one
     thread, which adds its windows in order: no races, deterministic."""
@@ -68,7 +70,7 @@ def _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
     return (min(h1, h) - max(h0, 0)) * (min(w1, w) - max(w0, 0))
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
     n, c, h, w = x.shape
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -87,7 +89,7 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
     return out
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
     """dx[y, x] = sum over the windows containing (y, x) of g / divisor; one thread per (n, c) plane."""
     n, c, oh, ow = g.shape
@@ -106,7 +108,7 @@ def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def global_avg_pool2d_forward(x):
     n, c, h, w = x.shape
     out = np.empty((n, c, 1, 1), dtype=x.dtype)
@@ -121,7 +123,7 @@ def global_avg_pool2d_forward(x):
     return out
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def global_avg_pool2d_backward(g, h, w):
     n, c = g.shape[0], g.shape[1]
     dx = np.empty((n, c, h, w), dtype=g.dtype)
@@ -135,7 +137,7 @@ def global_avg_pool2d_backward(g, h, w):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def global_max_pool2d_forward(x):
     n, c, h, w = x.shape
     out = np.empty((n, c, 1, 1), dtype=x.dtype)
@@ -156,7 +158,7 @@ def global_max_pool2d_forward(x):
     return out, argmax
 
 
-@njit(parallel=True, cache=True)
+@cpu_kernel()
 def global_max_pool2d_backward(g, argmax, h, w):
     n, c = g.shape[0], g.shape[1]
     dx = np.empty((n, c, h, w), dtype=g.dtype)

@@ -1,0 +1,32 @@
+"""The decorator of the CPU kernels: each is compiled twice by Numba, with threads (prange runs in parallel) and
+without (prange is a plain loop), and a call picks by the size of its first array.
+
+Waking Numba's worker threads costs 50-150 us a kernel: they sleep between kernels (OMP_WAIT_POLICY=PASSIVE,
+minicnn/_process.py; spinning instead steals the cores OpenBLAS needs, 1.3-1.5x slower steps). That is more than
+a kernel on a small array takes on one core (a ReLU on 15,000 elements: 10 us): LeNet-5's step at batch 1 spent
+1.4 ms of its 2.1 ms waking threads. Each variant compiles on its first use, so only the ones a program needs.
+"""
+import functools
+import types
+
+from numba import njit
+
+SERIAL_BELOW = 1 << 15  # elements in the first argument: below this a kernel runs on the calling thread
+
+
+def cpu_kernel(**options):
+    """@cpu_kernel(**numba_options) on a function written with prange."""
+    def wrap(fn):
+        parallel = njit(parallel=True, cache=True, **options)(fn)
+        # A renamed copy, so Numba's on-disk cache (keyed by the function's name) keeps the two apart.
+        copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                                  fn.__closure__)
+        copy.__qualname__ = fn.__qualname__ + "_serial"
+        serial = njit(cache=True, **options)(copy)
+
+        @functools.wraps(fn)
+        def call(*args):
+            return (serial if args[0].size < SERIAL_BELOW else parallel)(*args)
+        call.parallel, call.serial = parallel, serial
+        return call
+    return wrap

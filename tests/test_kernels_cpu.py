@@ -1,0 +1,33 @@
+"""The CPU kernels run on one thread for small inputs and on Numba's threads for large ones (kernels_cpu/_jit.py).
+Both variants must give the same numbers: every parallel iteration owns its outputs, so they agree exactly."""
+import numpy as np
+import pytest
+
+import minicnn as mc
+import minicnn.functional as F
+from minicnn.kernels_cpu import _jit
+
+
+def _all_ops(x, w_direct, w_shifted, w_strided, w_back):
+    a = F.conv2d(x, w_direct, padding=2)                # direct kernels (5x5 over 1 channel: 25 taps)
+    b = F.conv2d(F.relu(a), w_shifted, padding=1)       # shifted im2col (36 taps), dx by col2im (K > C)
+    c = F.conv2d(a, w_strided, stride=2, padding=1)     # general im2col and col2im
+    d = F.conv2d(b, w_back, padding=1)                  # dx as a convolution of dy (K <= C)
+    return [a, b, c, d, F.max_pool2d(b, 3, 2, 1), F.avg_pool2d(b, 3, 2, 1), F.global_avg_pool2d(b),
+            F.global_max_pool2d(b), F.batch_norm(b, None, None, training=True), F.leaky_relu(c, 0.1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_and_parallel_kernels_agree(monkeypatch, dtype):
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in [(3, 1, 9, 8), (4, 1, 5, 5), (6, 4, 3, 3), (5, 4, 3, 3),
+                                                                (3, 6, 3, 3)]]
+    results = []
+    for threshold in (1 << 40, 0):  # every kernel on one thread, then every kernel on the thread pool
+        monkeypatch.setattr(_jit, "SERIAL_BELOW", threshold)
+        leaves = [mc.tensor(a, requires_grad=True) for a in arrays]
+        outs = _all_ops(*leaves)
+        sum((o * o).sum() for o in outs).backward()
+        results.append([o.numpy() for o in outs] + [t.grad.numpy() for t in leaves])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
