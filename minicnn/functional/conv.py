@@ -73,11 +73,9 @@ class Conv2d(Function):
         self.out_hw = self._check(x, w, b)
         self.direct = self.stride == (1, 1) and w.shape[1] * w.shape[2] * w.shape[3] <= DIRECT_TAPS
         if self.direct:
-            y = self._direct_forward(x, w)
+            y = self._direct_forward(x, w, b)
         else:
-            y = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+            y = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw, b)
         self.x, self.w, self.has_bias = x, w, b is not None
         return y
 
@@ -87,11 +85,13 @@ class Conv2d(Function):
         return (self.stride == (1, 1) and k <= c
                 and all(p <= d * (n - 1) for p, d, n in zip(self.padding, self.dilation, self.w.shape[2:])))
 
-    def _direct_forward(self, x, w):
-        """The direct kernel on the padded input; its output rows come at the padded width and are cut to OW."""
+    def _direct_forward(self, x, w, b):
+        """The direct kernel on the padded input; its output rows come at the padded width and are cut to OW, the
+        bias added in the same copy."""
         (oh, ow), (dh, dw) = self.out_hw, self.dilation
         y = kernels_for(x).conv_direct(_pad(x, self.padding), w, self.groups, dh, dw, oh)
-        return xp_of(x).ascontiguousarray(y.reshape(*y.shape[:2], oh, -1)[..., :ow])
+        y = y.reshape(*y.shape[:2], oh, -1)[..., :ow]
+        return xp_of(x).ascontiguousarray(y) if b is None else y + b.reshape(1, -1, 1, 1)
 
     def _direct_backward(self, gy):
         x, w, g = self.x, self.w, self.groups
@@ -219,15 +219,20 @@ def _pad(x, padding):
     return out
 
 
-def _correlate(x, w, stride, padding, dilation, groups, out_hw):
-    """y = x (*) w, chunk by chunk: im2col, then one product per group."""
+def _correlate(x, w, stride, padding, dilation, groups, out_hw, b=None):
+    """y = x (*) w (+ b), chunk by chunk: im2col, then one product per group; the bias is added as each chunk's
+    product is copied into place."""
     n, k, g = x.shape[0], w.shape[0], groups
     wm = w.reshape(g, k // g, -1)
     layout = _Layout(x, w, stride, padding, dilation, out_hw)
     y = layout.xp.empty((n, k, *out_hw), dtype=x.dtype)
     for n0, n1 in layout.chunks():
         cols = layout.im2col(x[n0:n1])
-        y[n0:n1] = layout.output((wm @ cols.reshape(g, wm.shape[2], -1)).reshape(k, -1), n1 - n0)
+        out = layout.output((wm @ cols.reshape(g, wm.shape[2], -1)).reshape(k, -1), n1 - n0)
+        if b is None:
+            y[n0:n1] = out
+        else:
+            layout.xp.add(out, b.reshape(-1, 1, 1), out=y[n0:n1])
     return y
 
 
