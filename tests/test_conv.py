@@ -198,6 +198,8 @@ def test_bad_input_errors():
         F.conv2d(mc.tensor(np.zeros((3, 8, 8))), w)
     with pytest.raises(ValueError, match=r"conv2d: expected bias of shape \(4,\)"):
         F.conv2d(x, w, mc.tensor(np.zeros(3)))
+    with pytest.raises(ValueError, match="conv2d: input, weight and bias dtypes differ .float64, float64 and float32"):
+        F.conv2d(x, w, mc.tensor(np.zeros(4, np.float32)))
     with pytest.raises(ValueError, match="Conv2d: groups=2 must divide in_channels=3"):
         nn.Conv2d(3, 4, 3, groups=2)
 

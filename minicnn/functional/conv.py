@@ -60,8 +60,9 @@ class Conv2d(Function):
                              f"channels, got input {tuple(x.shape)}")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"conv2d: expected bias of shape ({w.shape[0]},), got {tuple(b.shape)}")
-        if x.dtype != w.dtype:
-            raise ValueError(f"conv2d: input and weight dtypes differ ({x.dtype} and {w.dtype})")
+        if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+            raise ValueError(f"conv2d: input, weight and bias dtypes differ ({x.dtype}, {w.dtype} and "
+                             f"{None if b is None else b.dtype})")
         try:
             return tuple(conv_output_size(x.shape[2 + a], w.shape[2 + a], self.stride[a], self.padding[a],
                                           self.dilation[a]) for a in (0, 1))
