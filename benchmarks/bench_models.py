@@ -4,39 +4,20 @@ momentum), and the peak memory of a ResNet-18 step.
     python benchmarks/bench_models.py [--device cpu|cuda]
 """
 import argparse
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
+from timing import Workers, have_torch, machine, table
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-import minicnn as mc  # noqa: E402  (first: it tunes OpenBLAS's threads before NumPy loads it)
-import numpy as np  # noqa: E402
-from timing import step_pair, table  # noqa: E402
-import torch_models  # noqa: E402
-
-try:
-    import torch
-except ImportError:
-    torch = None
 
 
-def timings(device, resnet_size, resnet_batch):
-    rng = np.random.default_rng(0)
-    rows = []
-    for batch in (32, 128):
-        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
-        y = rng.integers(0, 10, batch)
-        mc.manual_seed(0)
-        rows.append((f"LeNet-5 training step, batch {batch}",
-                     *step_pair(mc.models.lenet5().to(device), torch_models.lenet5, x, y, device, 30)))
-    x = rng.standard_normal((resnet_batch, 3, resnet_size, resnet_size)).astype(np.float32)
-    y = rng.integers(0, 1000, resnet_batch)
-    mc.manual_seed(0)
+def timings(workers, resnet_size, resnet_batch):
+    rows = [(f"LeNet-5 training step, batch {batch}", *workers.compare("lenet_step", repeats=10, batch=batch))
+            for batch in (32, 128)]
     rows.append((f"ResNet-18 training step, {resnet_size}x{resnet_size}, batch {resnet_batch}",
-                 *step_pair(mc.models.resnet18().to(device), torch_models.resnet18, x, y, device, 7)))
+                 *workers.compare("resnet_step", repeats=4, per_turn=2, size=resnet_size, batch=resnet_batch)))
     return rows
 
 
@@ -82,24 +63,25 @@ def peak_step_memory(framework, size, batch):
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def memory_line(size=64, batch=16):
+    ours = peak_step_memory("minicnn", size, batch)
+    line = f"ResNet-18 step ({size}x{size}, batch {batch}), peak memory above the resident set: minicnn {ours / 2**20:.0f} MiB"
+    if have_torch():
+        theirs = peak_step_memory("torch", size, batch)
+        line += f", PyTorch {theirs / 2**20:.0f} MiB (ratio {ours / theirs:.2f})"
+    return line
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    if torch is not None and args.device == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
     gpu = args.device.startswith("cuda")
-    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, device {args.device}, "
-          f"torch {torch.__version__ if torch else 'absent'}, numpy {np.__version__}")
-    rows = timings(args.device, 224 if gpu else 64, 64 if gpu else 16)
-    print(table(rows, f"training steps, float32, device {args.device}, medians"))
+    with Workers(args.device) as workers:
+        rows = timings(workers, 224 if gpu else 64, 64 if gpu else 16)
+    print(table(rows, f"training steps, float32, device {args.device}, {machine()}, medians"))
     if not gpu:
-        ours = peak_step_memory("minicnn", 64, 16)
-        line = f"\nResNet-18 step (64x64, batch 16) peak memory above the resident set: minicnn {ours / 2**20:.0f} MiB"
-        if torch is not None:
-            theirs = peak_step_memory("torch", 64, 16)
-            line += f", PyTorch {theirs / 2**20:.0f} MiB, ratio {ours / theirs:.2f}"
-        print(line)
+        print("\n" + memory_line())
 
 
 if __name__ == "__main__":

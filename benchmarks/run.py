@@ -1,6 +1,6 @@
 """All the benchmarks in one command: ops (conv2d at the convolution issue's shapes, max_pool2d, batch_norm), the
-MLP, LeNet-5 and ResNet-18 training steps and the ResNet-18 step's peak memory, each next to PyTorch in the same
-process; a markdown table with the ratios and a bar chart of them.
+MLP, LeNet-5 and ResNet-18 training steps and the ResNet-18 step's peak memory, each next to PyTorch (taking turns
+with it, each in a process of its own: benchmarks/timing.py); a markdown table with the ratios and a bar chart.
 
     python benchmarks/run.py [--device cpu|cuda] [--write]
 
@@ -9,16 +9,14 @@ benchmarks/ratios-DEVICE.png.
 """
 import argparse
 import datetime
-import os
-import platform
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import bench_models  # noqa: E402  (imports minicnn before NumPy)
+import bench_models  # noqa: E402
 import bench_ops  # noqa: E402
-from timing import table  # noqa: E402
+from timing import Workers, machine, table  # noqa: E402
 
 
 def chart(rows, path, title):
@@ -42,23 +40,14 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
-    torch = bench_ops.torch
-    if torch is not None and args.device == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
     gpu = args.device.startswith("cuda")
-    rows = bench_models.timings(args.device, 224 if gpu else 64, 64 if gpu else 16)
-    rows += bench_ops.mlp_case(args.device) + bench_ops.conv_cases(args.device) + bench_ops.pool_bn_cases(args.device)
-    machine = (f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, numpy {bench_ops.np.__version__}, "
-               f"torch {torch.__version__ if torch else 'absent'}")
-    lines = [table(rows, f"{datetime.date.today()} — device {args.device}, {machine}"), "",
+    with Workers(args.device) as workers:
+        rows = bench_models.timings(workers, 224 if gpu else 64, 64 if gpu else 16)
+        rows += bench_ops.mlp_case(workers) + bench_ops.conv_cases(workers) + bench_ops.pool_bn_cases(workers)
+    lines = [table(rows, f"{datetime.date.today()} — device {args.device}, {machine()}"), "",
              f"Command: `python benchmarks/run.py --device {args.device}`"]
     if not gpu:
-        ours = bench_models.peak_step_memory("minicnn", 64, 16)
-        mem = f"ResNet-18 step (64x64, batch 16), peak memory above the resident set: minicnn {ours / 2**20:.0f} MiB"
-        if torch is not None:
-            theirs = bench_models.peak_step_memory("torch", 64, 16)
-            mem += f", PyTorch {theirs / 2**20:.0f} MiB (ratio {ours / theirs:.2f})"
-        lines += ["", mem]
+        lines += ["", bench_models.memory_line()]
     text = "\n".join(lines)
     print(text)
     if args.write:

@@ -1,0 +1,131 @@
+"""The benchmark cases, each written once for both frameworks: `build(name, framework, device, **args)` returns a
+callable that runs the case once (one training step, or one forward+backward pass). It runs inside a worker
+process (benchmarks/worker.py) that imports only its own framework; both build the same data from the same seed.
+"""
+import numpy as np
+
+# (N, C, H, K, R, stride, padding): the convolution issue's three shapes
+CONV_SHAPES = [(32, 64, 32, 64, 3, 1, 1), (128, 6, 14, 16, 5, 1, 0), (8, 3, 112, 64, 7, 2, 3)]
+
+
+class Framework:
+    """The few calls the cases need, with minicnn's or PyTorch's names behind them."""
+
+    def __init__(self, name, device):
+        self.name, self.device = name, device
+        if name == "minicnn":
+            import minicnn as mc
+            import minicnn.functional as F
+            self.lib, self.F = mc, F
+        else:
+            import torch
+            import torch.nn.functional as F
+            if device == "cpu":
+                import os
+                torch.set_num_threads(len(os.sched_getaffinity(0)))
+            self.lib, self.F = torch, F
+
+    def tensor(self, a, requires_grad=False):
+        if self.name == "minicnn":
+            return self.lib.tensor(a, requires_grad=requires_grad, device=self.device)
+        return self.lib.tensor(a, device=self.device).requires_grad_(requires_grad)
+
+    def ones_like(self, y):
+        if self.name == "minicnn":
+            return self.lib.backend.xp_of(y.data).ones(y.shape, dtype=y.dtype)
+        return self.lib.ones_like(y)
+
+    def sync(self):
+        if self.device.startswith("cuda"):
+            self.lib.cuda.synchronize()
+
+
+def _training_step(fw, model, x, y):
+    model = model.to(fw.device)
+    opt = fw.lib.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    tx, ty = fw.tensor(x), fw.tensor(y)
+
+    def step():
+        loss = fw.F.cross_entropy(model(tx), ty)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _model(fw, arch):
+    if fw.name == "minicnn":
+        fw.lib.manual_seed(0)
+        return getattr(fw.lib.models, arch)()
+    import torch_models
+    return getattr(torch_models, arch)(fw.lib)
+
+
+def lenet_step(fw, batch):
+    rng = np.random.default_rng(0)
+    return _training_step(fw, _model(fw, "lenet5"), rng.random((batch, 1, 28, 28), dtype=np.float32),
+                          rng.integers(0, 10, batch))
+
+
+def resnet_step(fw, size, batch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    return _training_step(fw, _model(fw, "resnet18"), x, rng.integers(0, 1000, batch))
+
+
+def mlp_step(fw, batch):
+    rng = np.random.default_rng(0)
+    nn = fw.lib.nn
+    if fw.name == "minicnn":
+        fw.lib.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    return _training_step(fw, model, rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch))
+
+
+def _fwd_bwd(fw, f):
+    ones = []
+
+    def run():
+        y = f()
+        if not ones:
+            ones.append(fw.ones_like(y))
+        y.backward(ones[0])
+    return run
+
+
+def conv(fw, n, c, h, k, r, s, p):
+    rng = np.random.default_rng(0)
+    x = fw.tensor(rng.standard_normal((n, c, h, h)).astype(np.float32), True)
+    w = fw.tensor((rng.standard_normal((k, c, r, r)) * 0.1).astype(np.float32), True)
+    b = fw.tensor(np.zeros(k, np.float32), True)
+    return _fwd_bwd(fw, lambda: fw.F.conv2d(x, w, b, stride=s, padding=p))
+
+
+def _pool_bn_input(fw):
+    return fw.tensor(np.random.default_rng(0).standard_normal((32, 64, 32, 32)).astype(np.float32), True)
+
+
+def max_pool(fw, kernel, stride, padding):
+    x = _pool_bn_input(fw)
+    return _fwd_bwd(fw, lambda: fw.F.max_pool2d(x, kernel, stride, padding))
+
+
+def batch_norm(fw):
+    x = _pool_bn_input(fw)
+    weight, bias = fw.tensor(np.ones(64, np.float32), True), fw.tensor(np.zeros(64, np.float32), True)
+    mean, var = fw.tensor(np.zeros(64, np.float32)), fw.tensor(np.ones(64, np.float32))
+    return _fwd_bwd(fw, lambda: fw.F.batch_norm(x, mean, var, weight, bias, training=True))
+
+
+CASES = {f.__name__: f for f in (lenet_step, resnet_step, mlp_step, conv, max_pool, batch_norm)}
+
+
+def build(name, framework, device, **args):
+    fw = Framework(framework, device)
+    run = CASES[name](fw, **args)
+
+    def timed():
+        fw.sync()
+        run()
+        fw.sync()
+    return timed
