@@ -3,7 +3,10 @@
 Threads. OpenBLAS's worker threads busy-wait about 0.1 s after every matrix product, and Numba's OpenMP workers
 busy-wait after every kernel: on a few cores each steals the cores the other needs next (conv2d forward+backward
 ran 2-3x slower, see benchmarks/RESULTS.md). OpenBLAS reads its setting when NumPy loads it, so it only takes
-effect when minicnn is imported before NumPy; a value set by the user wins.
+effect when minicnn is imported before NumPy; a value set by the user wins. OpenMP's setting is read once, when
+the runtime (libgomp) is loaded, and PyTorch loads the same one: if it was imported first, without the setting,
+Numba's workers would spin against OpenBLAS's and LeNet-5 would train 6x slower; minicnn then runs its kernels on
+Numba's own thread pool instead ("workqueue"; 1.5x slower, as OpenBLAS was loaded before the timeout too) and warns.
 
 Memory. A training step allocates and frees the same large arrays (im2col matrices, activations, gradients) again
 and again. By default glibc hands every array over 128 KB straight back to the OS when it is freed, and the next
@@ -14,7 +17,36 @@ A user's own MALLOC_* environment settings win; other C libraries are left alone
 import ctypes
 import os
 import sys
+import warnings
 
+THREAD_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_THREADING_LAYER")
+
+
+def openmp_loaded(maps="/proc/self/maps"):
+    """Whether this process has already loaded GNU OpenMP (Linux; False where that cannot be read)."""
+    try:
+        with open(maps) as f:
+            return any("libgomp" in line for line in f)
+    except OSError:
+        return False
+
+
+def avoid_spinning_openmp():
+    """Run Numba's kernels on its workqueue pool when libgomp was loaded spinning. True when that was done."""
+    if any(k in os.environ for k in THREAD_SETTINGS) or not openmp_loaded():
+        return False
+    if "numba" in sys.modules:
+        sys.modules["numba"].config.THREADING_LAYER = "workqueue"
+    else:
+        os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
+    warnings.warn("minicnn: PyTorch (or another library using OpenMP) was imported before minicnn, so OpenMP's "
+                  "threads spin-wait; minicnn runs its kernels on Numba's workqueue threads instead, at about 2/3 "
+                  "of its speed. For full speed import minicnn first, or set OMP_WAIT_POLICY=PASSIVE.",
+                  RuntimeWarning, stacklevel=3)
+    return True
+
+
+avoid_spinning_openmp()
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -1,5 +1,7 @@
 """The process-wide settings made at import: OpenBLAS/OpenMP waiting and glibc's reuse of freed memory."""
+import ctypes
 import os
+import subprocess
 import sys
 
 import pytest
@@ -18,3 +20,40 @@ def test_malloc_settings_respect_the_users_own(monkeypatch):
     assert _process.keep_freed_memory() is True
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert _process.keep_freed_memory() is False
+
+
+def _fresh_import(preload_openmp):
+    """Import minicnn in a fresh process (none of minicnn's settings inherited), optionally after libgomp."""
+    code = f"""
+import ctypes, warnings
+if {preload_openmp}:
+    ctypes.CDLL("libgomp.so.1")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import minicnn, numpy as np
+import numba
+minicnn.functional.relu(minicnn.tensor(np.ones(1 << 16, np.float32)))  # a threaded kernel
+print(numba.threading_layer(), any("OpenMP" in str(w.message) for w in caught))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in _process.THREAD_SETTINGS + ("OPENBLAS_THREAD_TIMEOUT",)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps")
+def test_openmp_loaded_before_minicnn_moves_its_kernels_off_openmp():
+    try:
+        ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        pytest.skip("no libgomp on this machine")
+    assert _fresh_import(True) == ["workqueue", "True"]
+    assert _fresh_import(False) == ["omp", "False"]
+
+
+def test_openmp_loaded_reads_the_maps(tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text("7f0000000000-7f0000001000 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/libgomp.so.1.0.0\n")
+    assert _process.openmp_loaded(str(maps))
+    maps.write_text("7f0000000000-7f0000001000 r-xp 00000000 08:01 42 /usr/lib/libc.so.6\n")
+    assert not _process.openmp_loaded(str(maps))
+    assert not _process.openmp_loaded(str(tmp_path / "missing"))
