@@ -1,5 +1,5 @@
 // Direct convolution at stride 1 in the shifted layout (kernels_cpu/conv.py): x is already padded to (N, C, H, W),
-// y and g are (N, K, OH*W) with the last W - OW columns of each output row junk (zero in g). Output channel k
+// y is (N, K, OH, OW) with the bias added, g is (N, K, OH*W) with the last W - OW columns of each row zero. Output channel k
 // reads the C/G input channels of its group, starting at (k / (K/G)) * C/G.
 // conv_direct and conv_direct_input: one thread per output element, a gather (no atomics). conv_direct_weight:
 // one block per weight element, reducing over images and positions in double precision.
@@ -10,22 +10,23 @@
 #define THREADS 256
 
 template <typename T>
-__device__ void direct_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, long long N,
-                               int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH) {
-    const long long span = (long long)OH * W, plane = (long long)H * W;
+__device__ void direct_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                               T* __restrict__ y, long long N, int C, int H, int W, int K, int G, int KH, int KW,
+                               int DH, int DW, int OH, int OW) {
+    const long long plane = (long long)H * W;
     const int CG = C / G;
-    GRID_STRIDE(N * K * span) {
-        const long long q = idx % span;
-        const int k = (int)((idx / span) % K);
-        const long long n = idx / (span * K);
+    GRID_STRIDE(N * K * OH * OW) {
+        const int j = (int)(idx % OW), i = (int)((idx / OW) % OH);
+        const int k = (int)((idx / ((long long)OW * OH)) % K);
+        const long long n = idx / ((long long)OW * OH * K);
+        const long long q = (long long)i * W + j;
         const int c0 = (k / (K / G)) * CG;
-        T acc = T(0);
+        T acc = b[k];
         for (int c = 0; c < CG; ++c) {
             const T* src = x + (n * C + c0 + c) * plane;
             for (int r = 0; r < KH; ++r) {
                 for (int s = 0; s < KW; ++s) {
-                    const long long p = q + (long long)r * DH * W + s * DW;
-                    if (p < plane) acc += w[((k * CG + c) * KH + r) * KW + s] * src[p];
+                    acc += w[((k * CG + c) * KH + r) * KW + s] * src[q + (long long)r * DH * W + s * DW];
                 }
             }
         }
@@ -85,11 +86,13 @@ __device__ void direct_input(const T* __restrict__ g, const T* __restrict__ w, T
 #define DIRECT_ARGS long long N, int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH
 #define DIRECT_PASS N, C, H, W, K, G, KH, KW, DH, DW, OH
 
-extern "C" __global__ void conv_direct_f32(const float* x, const float* w, float* y, DIRECT_ARGS) {
-    direct_forward<float>(x, w, y, DIRECT_PASS);
+extern "C" __global__ void conv_direct_f32(const float* x, const float* w, const float* b, float* y, DIRECT_ARGS,
+                                           int OW) {
+    direct_forward<float>(x, w, b, y, DIRECT_PASS, OW);
 }
-extern "C" __global__ void conv_direct_f64(const double* x, const double* w, double* y, DIRECT_ARGS) {
-    direct_forward<double>(x, w, y, DIRECT_PASS);
+extern "C" __global__ void conv_direct_f64(const double* x, const double* w, const double* b, double* y,
+                                           DIRECT_ARGS, int OW) {
+    direct_forward<double>(x, w, b, y, DIRECT_PASS, OW);
 }
 extern "C" __global__ void conv_direct_weight_f32(const float* x, const float* g, float* dw, DIRECT_ARGS) {
     direct_weight<float>(x, g, dw, DIRECT_PASS);

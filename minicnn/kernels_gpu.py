@@ -82,12 +82,12 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
     return dx
 
 
-def conv_direct(x, w, groups, dh, dw, oh):
-    x, w = cp.ascontiguousarray(x), cp.ascontiguousarray(w)
+def conv_direct(x, w, b, groups, dh, dw, oh, ow):
+    x, w, b = cp.ascontiguousarray(x), cp.ascontiguousarray(w), cp.ascontiguousarray(b)
     n, c, h, wd = x.shape
-    y = cp.empty((n, w.shape[0], oh * wd), dtype=x.dtype)
-    _launch("conv_direct.cu", "conv_direct", x.dtype, y.size, x, w, y, np.int64(n),
-            *_i(c, h, wd, w.shape[0], groups, w.shape[2], w.shape[3], dh, dw, oh))
+    y = cp.empty((n, w.shape[0], oh, ow), dtype=x.dtype)
+    _launch("conv_direct.cu", "conv_direct", x.dtype, y.size, x, w, b, y, np.int64(n),
+            *_i(c, h, wd, w.shape[0], groups, w.shape[2], w.shape[3], dh, dw, oh), np.int32(ow))
     return y
 
 

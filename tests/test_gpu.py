@@ -78,10 +78,13 @@ def test_direct_conv_kernels_match_cpu(dtype):
     x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)  # already padded
     w = rng.standard_normal((6, 2, 3, 2)).astype(dtype)  # groups 2
     geometry = (2, 1, 3)  # DH, DW, OH
-    y = kernels_cpu.conv_direct(x, w, 2, *geometry)
-    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.conv_direct(cp.asarray(x), cp.asarray(w), 2, *geometry)), y,
-                               **TOL[dtype])
-    g = rng.standard_normal(y.shape).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    y = kernels_cpu.conv_direct(x, w, b, 2, *geometry, 5)  # OW = 6 - 1*(2-1)
+    np.testing.assert_allclose(
+        cp.asnumpy(kernels_gpu.conv_direct(cp.asarray(x), cp.asarray(w), cp.asarray(b), 2, *geometry, 5)), y,
+        **TOL[dtype])
+    g = rng.standard_normal((2, 6, 3 * 6)).astype(dtype)
+    g.reshape(2, 6, 3, 6)[..., 5:] = 0  # the junk column of each row
     np.testing.assert_allclose(
         cp.asnumpy(kernels_gpu.conv_direct_weight(cp.asarray(x), cp.asarray(g), 2, 3, 2, *geometry)),
         kernels_cpu.conv_direct_weight(x, g, 2, 3, 2, *geometry), **TOL[dtype])

@@ -107,26 +107,27 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
     return dx.reshape(n, c, h, w)
 
 
-# --- direct convolution at stride 1, in the shifted layout: x already padded, y and g as (N, K, OH*W) with the
-# last W - OW columns of each output row junk (zero in g). Used where each output sums few inputs (C/G*KH*KW
+# --- direct convolution at stride 1, in the shifted layout: x already padded, g as (N, K, OH*W) with the last
+# W - OW columns of each output row junk (zero); the forward pass computes its rows that way and copies out y. Used where each output sums few inputs (C/G*KH*KW
 # small), where a matrix product with so short an inner dimension runs far below BLAS speed and im2col would
 # copy every input pixel KH*KW times. Every inner loop is one long contiguous span, which Numba vectorises.
 
 @cpu_kernel()
-def conv_direct(x, w, groups, dh, dw, oh):
-    """y[n, k].flat[q] = sum_{c, r, s} w[k, c, r, s] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]; one thread per
-    (n, k) plane."""
+def conv_direct(x, w, b, groups, dh, dw, oh, ow):
+    """y[n, k, i, j] = b[k] + sum_{c, r, s} w[k, c, r, s] x[n, g(k)*C/G + c, i + r*DH, j + s*DW]; one thread per
+    (n, k) plane, which sums whole taps over the plane at the padded width W in a buffer of its own (row i at
+    q = i*W: acc.flat[q] += w x.flat[q + r*DH*W + s*DW]) and copies out the OW valid columns of each row."""
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape
     span = oh * wd
     xf = np.ascontiguousarray(x).reshape(n, c, h * wd)
-    y = np.zeros((n, k, span), dtype=x.dtype)
+    y = np.empty((n, k, oh, ow), dtype=x.dtype)
     for plane in prange(n * k):
-        b = plane // k
+        bi = plane // k
         ki = plane % k
-        acc = y[b, ki]
+        acc = np.full(span, b[ki], dtype=x.dtype)
         for ci in range(cg):
-            src = xf[b, (ki // (k // groups)) * cg + ci]
+            src = xf[bi, (ki // (k // groups)) * cg + ci]
             for r in range(kh):
                 for s in range(kw):
                     off = r * dh * wd + s * dw
@@ -134,6 +135,8 @@ def conv_direct(x, w, groups, dh, dw, oh):
                     wv = w[ki, ci, r, s]
                     for q in range(part.size):
                         acc[q] += wv * part[q]
+        for i in range(oh):
+            y[bi, ki, i] = acc[i * wd:i * wd + ow]
     return y
 
 
