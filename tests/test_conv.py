@@ -118,6 +118,28 @@ def test_shifted_im2col_is_im2col_with_junk_columns(k, dilation):
                                rtol=1e-12)
 
 
+@pytest.mark.parametrize("k, stride, padding, dilation", [
+    ((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 3), (1, 0), (1, 2)), ((7, 7), (2, 2), (3, 3), (1, 1)),
+    ((1, 1), (2, 2), (0, 0), (1, 1)), ((2, 3), (3, 1), (2, 1), (2, 1))])
+def test_im2col_and_col2im_against_their_definition(k, stride, padding, dilation):
+    """im2col row (c, r, s) is the strided window slice of the zero-padded input; col2im is its adjoint,
+    <im2col(x), d> = <x, col2im(d)>."""
+    from minicnn import kernels_cpu as K
+    from minicnn.functional import conv
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 8))
+    oh, ow = (conv.conv_output_size(*args) for args in zip((9, 8), k, stride, padding, dilation))
+    geometry = (*k, *stride, *padding, *dilation)
+    cols = K.im2col(x, *geometry, oh, ow)
+    xp = conv._pad(x, padding)
+    for r in range(k[0]):
+        for s in range(k[1]):
+            window = xp[:, :, r * dilation[0]::stride[0], s * dilation[1]::stride[1]][:, :, :oh, :ow]
+            np.testing.assert_array_equal(cols.reshape(3, *k, 2, oh, ow)[:, r, s], window.transpose(1, 0, 2, 3))
+    d = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose(np.vdot(cols, d), np.vdot(x, K.col2im(d, 2, 3, 9, 8, *geometry, oh, ow)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("cfg", [
     dict(n=3, cin=1, cout=6, h=9, w=8, k=(5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1,
          bias=True, seed=0),  # LeNet's first layer, small
