@@ -286,3 +286,9 @@ def cross_entropy_backward(x, target, lse, g, eps):
             cp.ascontiguousarray(target, dtype=cp.int64), lse, cp.ascontiguousarray(g.reshape(1)), dx, np.int64(n),
             np.int32(c), np.float64(eps))
     return dx
+
+
+def sgd_step(p, g, buf, lr, weight_decay, momentum, keep, nesterov, first):
+    t = p.dtype.type
+    _launch("optim.cu", "sgd_step", p.dtype, p.size, p, cp.ascontiguousarray(g), buf, np.int64(p.size), t(lr),
+            t(weight_decay), t(momentum), t(keep), np.int32(nesterov), np.int32(first))

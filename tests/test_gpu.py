@@ -232,3 +232,18 @@ def test_relu_of_infinities_on_gpu():
         y.backward(mc.tensor(np.full(6, np.inf, np.float32), device=t.device))
     np.testing.assert_array_equal(F.relu(gpu[0]).numpy(), F.relu(cpu[0]).numpy())
     np.testing.assert_array_equal(gpu[0].grad.numpy(), cpu[0].grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sgd_step_gpu_matches_cpu(dtype):
+    import cupy as cp
+    from minicnn import kernels_cpu, kernels_gpu
+    rng = np.random.default_rng(0)
+    p, g, buf = (rng.standard_normal(1000).astype(dtype) for _ in range(3))
+    dp, dbuf = cp.asarray(p), cp.asarray(buf)
+    for first in (True, False):
+        args = tuple(dtype(v) for v in (0.1, 0.01, 0.9, 0.7)) + (True, first)
+        kernels_cpu.sgd_step(p, g, buf, *args)
+        kernels_gpu.sgd_step(dp, cp.asarray(g), dbuf, *args)
+        np.testing.assert_allclose(cp.asnumpy(dp), p, **TOL[dtype])
+        np.testing.assert_allclose(cp.asnumpy(dbuf), buf, **TOL[dtype])

@@ -114,3 +114,35 @@ def test_scheduler_state_dict():
     s.step()
     s2.step()
     assert s.get_last_lr() == s2.get_last_lr() == [0.1 * 0.1 ** 2]
+
+
+@pytest.mark.parametrize("kw", [dict(momentum=0.9), dict(momentum=0.9, dampening=0.3, weight_decay=0.01),
+                                dict(momentum=0.9, nesterov=True, weight_decay=0.01), dict()])
+def test_sgd_float32_matches_torch_and_keeps_dtype(torch_mod, kw):
+    """The fused SGD kernel works in the parameter's dtype, term by term as PyTorch does."""
+    torch = torch_mod
+    init = np.random.default_rng(0).standard_normal((64, 65)).astype(np.float32)
+    ours, theirs = mc.nn.Parameter(init.copy()), torch.tensor(init.copy(), requires_grad=True)
+    opt, topt = optim.SGD([ours], lr=0.1, **kw), torch.optim.SGD([theirs], lr=0.1, **kw)
+    for step in range(4):
+        g = np.random.default_rng(step).standard_normal(init.shape).astype(np.float32)
+        ours.grad, theirs.grad = mc.tensor(g), torch.tensor(g)
+        opt.step()
+        topt.step()
+    assert ours.dtype == np.float32 and opt.state[id(ours)].get("momentum_buffer", init).dtype == np.float32
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_sgd_kernel_one_thread_and_threaded_agree(monkeypatch):
+    from minicnn.kernels_cpu import _jit
+    init = np.random.default_rng(0).standard_normal(50_000).astype(np.float32)
+    results = []
+    for threshold in (1 << 40, 0):
+        monkeypatch.setattr(_jit, "SERIAL_BELOW", threshold)
+        p = mc.nn.Parameter(init.copy())
+        opt = optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)
+        for _ in range(3):
+            p.grad = mc.tensor(np.cos(p.numpy()))
+            opt.step()
+        results.append(p.numpy())
+    np.testing.assert_array_equal(*results)

@@ -1,5 +1,6 @@
 """Numba kernels for the CPU: convolution (im2col/col2im and the direct kernels), 2-D pooling and batch
-normalisation and the (leaky) ReLU, forward and backward. kernels_gpu has the same functions, with the same signatures, in CUDA C.
+normalisation and the (leaky) ReLU, forward and backward, and the fused SGD update. kernels_gpu has the same
+functions, with the same signatures, in CUDA C.
 
 Every parallel iteration owns its outputs: forward kernels compute one row of `cols` or one (n, c) plane, and
 backward kernels give each (n, c) plane of dx (or each weight) to one thread, which adds into it in a fixed order.
@@ -11,6 +12,7 @@ from .activation import leaky_relu_backward, leaky_relu_forward
 from .conv import (col2im, col2im_shifted, conv_direct, conv_direct_input, conv_direct_weight, im2col,
                    im2col_shifted)
 from .norm import batch_norm_apply, batch_norm_backward, batch_norm_stats
+from .optim import sgd_step
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward,
                    global_max_pool2d_backward, global_max_pool2d_forward, max_pool2d_backward, max_pool2d_forward)
 
@@ -18,4 +20,4 @@ __all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct"
            "conv_direct_input", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
            "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward",
            "global_max_pool2d_forward", "global_max_pool2d_backward", "batch_norm_stats", "batch_norm_apply",
-           "batch_norm_backward", "leaky_relu_forward", "leaky_relu_backward"]
+           "batch_norm_backward", "leaky_relu_forward", "leaky_relu_backward", "sgd_step"]

@@ -1,5 +1,7 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay (PyTorch's rule):
 d = g + wd p;  b = mu b + (1 - dampening) d  (b = d at the first step);  p -= lr (d + mu b if nesterov else b)."""
+from ..backend import xp_of
+from ..functional._utils import kernels_for
 from .optimizer import Optimizer
 
 
@@ -13,14 +15,15 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def update(self, group, p, grad, state):
-        d = grad + group["weight_decay"] * p.data if group["weight_decay"] else grad
+        """One fused kernel pass per parameter (kernels_cpu/optim.py, kernels/optim.cu), in p's dtype."""
+        xp, t = xp_of(p.data), p.data.dtype.type
+        if not p.data.flags.c_contiguous:
+            p.data = xp.ascontiguousarray(p.data)
         mu = group["momentum"]
-        if mu:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.copy()
-            else:
-                buf *= mu
-                buf += d if group["dampening"] == 0 else (1 - group["dampening"]) * d  # no temporary when undamped
-            d = d + mu * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * d
+        first = mu != 0 and "momentum_buffer" not in state
+        if first:
+            state["momentum_buffer"] = xp.empty_like(p.data)
+        buf = state["momentum_buffer"] if mu != 0 else xp.empty(0, p.data.dtype)
+        kernels_for(p.data).sgd_step(p.data, xp.ascontiguousarray(grad, dtype=p.data.dtype), buf, t(group["lr"]),
+                                     t(group["weight_decay"]), t(mu), t(1 - group["dampening"]), group["nesterov"],
+                                     first)
