@@ -80,10 +80,12 @@ class Conv2d(Function):
         self.x, self.w, self.has_bias = x, w, b is not None
         return y
 
-    def _dx_by_convolution(self, c, k):
+    def _dx_by_convolution(self, c, k, gy):
         """At stride 1, dx is the convolution of dy with the flipped, transposed weights: one im2col of dy and one
-        product instead of a product and col2im, faster when it builds no more rows (K <= C)."""
-        return (self.stride == (1, 1) and k <= c
+        product instead of a product and col2im, faster when it builds no more rows (K <= C) and the flipped copy
+        of the weights it needs is small next to dy (at most 4x: on ResNet's 2x2 maps with 512 channels, copying
+        the 9 MB weight cost more than the col2im it saves; benchmarks/RESULTS.md)."""
+        return (self.stride == (1, 1) and k <= c and self.w.size <= 4 * gy.size
                 and all(p <= d * (n - 1) for p, d, n in zip(self.padding, self.dilation, self.w.shape[2:])))
 
     def _direct_forward(self, x, w, b):
@@ -124,7 +126,7 @@ class Conv2d(Function):
         wm = w.reshape(g, k // g, -1)
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         dx = None
-        if need_x and self._dx_by_convolution(c, k):
+        if need_x and self._dx_by_convolution(c, k, gy):
             flipped = w.reshape(g, k // g, c // g, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
             flipped = xp.ascontiguousarray(flipped).reshape(c, k // g, kh, kw)
             pad = tuple(d * (m - 1) - p for p, d, m in zip(self.padding, self.dilation, (kh, kw)))
