@@ -17,7 +17,7 @@ def timings(workers, resnet_size, resnet_batch):
     rows = [(f"LeNet-5 training step, batch {batch}", *workers.compare("lenet_step", repeats=10, batch=batch))
             for batch in (32, 128)]
     rows.append((f"ResNet-18 training step, {resnet_size}x{resnet_size}, batch {resnet_batch}",
-                 *workers.compare("resnet_step", repeats=4, per_turn=2, size=resnet_size, batch=resnet_batch)))
+                 *workers.compare("resnet_step", repeats=6, per_turn=2, size=resnet_size, batch=resnet_batch)))
     return rows
 
 
