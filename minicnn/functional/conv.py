@@ -6,7 +6,8 @@ convolutions (AlexNet's two towers; depthwise convolution when G = C, Chollet 20
 
 Forward:  cols = im2col(x) of shape (C*KH*KW, N*OH*OW);  Y = W (K, C/G*KH*KW) @ cols, per group.
 Backward: dW = dY @ cols^T;  dcols = W^T @ dY;  dx = col2im(dcols);  db = sum of dY over n, i, j. At stride 1
-with K <= C, dx is instead dY (*) flip(W)^T, a convolution with padding dilation*(KH-1) - padding.
+with K <= C (and a weight no more than 4x the size of dY), dx is instead dY (*) flip(W)^T, a convolution with
+padding dilation*(KH-1) - padding.
 The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES: on the CPU a cache-sized chunk
 (measured fastest, benchmarks/RESULTS.md), on the GPU a large one (fewer kernel launches), bounded either way.
 Where each output sums at most DIRECT_TAPS inputs (LeNet's first layer: 25; a depthwise 3x3: 9) at stride 1, the
