@@ -175,11 +175,13 @@ class _Layout:
         self.itemsize = x.itemsize
 
     def chunks(self):
-        """Batch ranges whose im2col matrix stays under CHUNK_BYTES."""
+        """Batch ranges of (nearly) equal size whose im2col matrix stays under CHUNK_BYTES."""
         n, c = self.x_shape[:2]
         per_image = c * self.kh * self.kw * self.out_hw[0] * self.width * self.itemsize
-        step = max(1, CHUNK_BYTES[self.device] // max(per_image, 1))
-        return [(n0, min(n0 + step, n)) for n0 in range(0, n, step)]
+        most = max(1, CHUNK_BYTES[self.device] // max(per_image, 1))
+        count = -(-n // most)
+        bounds = [n * i // count for i in range(count + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
 
     def im2col(self, x):
         if not self.shifted:
