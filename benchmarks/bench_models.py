@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def timings(workers, resnet_size, resnet_batch):
-    rows = [(f"LeNet-5 training step, batch {batch}", *workers.compare("lenet_step", repeats=10, batch=batch))
+    rows = [(f"LeNet-5 training step, batch {batch}", *workers.compare("lenet_step", repeats=20, batch=batch))
             for batch in (32, 128)]
     rows.append((f"ResNet-18 training step, {resnet_size}x{resnet_size}, batch {resnet_batch}",
                  *workers.compare("resnet_step", repeats=6, per_turn=2, size=resnet_size, batch=resnet_batch)))
