@@ -117,9 +117,10 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
 
 
 # --- direct convolution at stride 1, in the shifted layout: x already padded, g as (N, K, OH*W) with the last
-# W - OW columns of each output row junk (zero); the forward pass computes its rows that way and copies out y. Used where each output sums few inputs (C/G*KH*KW
-# small), where a matrix product with so short an inner dimension runs far below BLAS speed and im2col would
-# copy every input pixel KH*KW times. Every inner loop is one long contiguous span, which Numba vectorises.
+# W - OW columns of each output row junk (zero); the forward pass computes its rows that way and copies out y.
+# Used where each output sums few inputs (C/G*KH*KW small), where a matrix product with so short an inner
+# dimension runs far below BLAS speed and im2col would copy every input pixel KH*KW times. Every inner loop is
+# one long contiguous span, which Numba vectorises.
 
 @cpu_kernel()
 def conv_direct(x, w, b, groups, dh, dw, oh, ow):
