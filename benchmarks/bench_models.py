@@ -65,7 +65,8 @@ def peak_step_memory(framework, size, batch):
 
 def memory_line(size=64, batch=16):
     ours = peak_step_memory("minicnn", size, batch)
-    line = f"ResNet-18 step ({size}x{size}, batch {batch}), peak memory above the resident set: minicnn {ours / 2**20:.0f} MiB"
+    line = (f"ResNet-18 step ({size}x{size}, batch {batch}), peak memory above the resident set: "
+            f"minicnn {ours / 2**20:.0f} MiB")
     if have_torch():
         theirs = peak_step_memory("torch", size, batch)
         line += f", PyTorch {theirs / 2**20:.0f} MiB (ratio {ours / theirs:.2f})"
