@@ -78,6 +78,23 @@ def test_conv2d_float32_matches_torch(torch_mod):
     np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_tiled_float32_matches_torch(torch_mod):
+    """LeNet's conv2 in float32: the register-tiled kernels with 16 lanes (8 for dx's 6 channels)."""
+    cfg = dict(n=8, cin=6, cout=16, h=14, w=14, k=(5, 5), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+               groups=1, bias=True, seed=7)
+    x, w, b = make(cfg, np.float32)
+    y = run(cfg, x, w, b)
+    g = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+    y.backward(g)
+    tx, tw, tb = (torch_mod.tensor(t.numpy(), requires_grad=True) for t in (x, w, b))
+    ty = torch_mod.nn.functional.conv2d(tx, tw, tb)
+    ty.backward(torch_mod.tensor(g))
+    assert y.dtype == x.grad.dtype == w.grad.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for ours, theirs in [(x, tx), (w, tw), (b, tb)]:
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("stride, image_bytes", [((1, 1), 18 * 6 * 8 * 8), ((2, 2), 18 * 3 * 3 * 8)])
 def test_chunked_batches_give_the_same_result(monkeypatch, stride, image_bytes):
     """Stride 1 (the shifted layout, 8 matrix columns per output row of 6) and stride 2 (the general im2col)."""
@@ -156,9 +173,10 @@ def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
     monkeypatch.setattr(kernels_cpu, "conv_direct", lambda *a: calls.append(1) or direct(*a))
     x, w, b = make(cfg)
     results = []
-    for taps in (32, 0):
+    for taps, positions in ((32, 1 << 30), (0, 1 << 30)):
         from minicnn.functional import conv
         monkeypatch.setattr(conv, "DIRECT_TAPS", taps)
+        monkeypatch.setattr(conv, "TILED_POSITIONS", positions)
         for t in (x, w, b):
             if t is not None:
                 t.grad = None
@@ -166,6 +184,40 @@ def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
         y.backward(np.random.default_rng(0).standard_normal(y.shape))
         results.append([y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None])
     assert len(calls) == 1  # the direct kernel ran in the first pass only
+    for got, ref in zip(*results):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(n=4, cin=6, cout=16, h=14, w=14, k=(5, 5), stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
+         bias=True, seed=3),  # LeNet's second layer: two blocks of 8 float64 lanes
+    dict(n=3, cin=12, cout=20, h=9, w=11, k=(3, 2), stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=2,
+         bias=True, seed=4),  # grouped, dilated, rectangular, padding past the kernel; 10 outputs in 8 + 2 lanes
+    dict(n=1, cin=5, cout=3, h=8, w=8, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+         bias=False, seed=5),  # 3 outputs in 4 lanes, one image: the last tile runs past the last output
+    dict(n=2, cin=9, cout=33, h=11, w=7, k=(2, 3), stride=(1, 1), padding=(0, 1), dilation=(1, 1), groups=1,
+         bias=True, seed=6),  # 33 outputs: five blocks of 8 lanes, the last with one
+])
+def test_tiled_kernels_agree_with_im2col(monkeypatch, cfg):
+    """Many taps per output on a map of at least TILED_POSITIONS outputs take the register-tiled kernels (forward,
+    dx and dW); forcing im2col gives the same values."""
+    from minicnn.functional import conv
+    from minicnn.kernels_cpu import conv as kconv
+    calls = []
+    for name in ("conv_tiled", "conv_tiled_weight", "conv_tiled_input"):
+        fn = getattr(kconv, name)
+        monkeypatch.setattr(kconv, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
+    x, w, b = make(cfg)
+    results = []
+    for positions in (1, 1 << 30):
+        monkeypatch.setattr(conv, "TILED_POSITIONS", positions)
+        for t in (x, w, b):
+            if t is not None:
+                t.grad = None
+        y = run(cfg, x, w, b)
+        y.backward(np.random.default_rng(0).standard_normal(y.shape))
+        results.append([y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None])
+    assert sorted(calls) == ["conv_tiled", "conv_tiled_input", "conv_tiled_weight"]  # in the first pass only
     for got, ref in zip(*results):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 

@@ -8,11 +8,11 @@ import minicnn.functional as F
 from minicnn.kernels_cpu import _jit
 
 
-def _all_ops(x, w_direct, w_shifted, w_strided, w_back):
-    a = F.conv2d(x, w_direct, padding=2)                # direct kernels (5x5 over 1 channel: 25 taps)
-    b = F.conv2d(F.relu(a), w_shifted, padding=1)       # shifted im2col (36 taps), dx by col2im (K > C)
+def _all_ops(x, w_direct, w_tiled, w_strided, w_back):
+    a = F.conv2d(x, w_direct, padding=2)                # direct kernels, plane by plane (1 channel, 5x5: 25 taps)
+    b = F.conv2d(F.relu(a), w_tiled, padding=1)         # register-tiled direct kernels (36 taps, 9x8 outputs)
     c = F.conv2d(a, w_strided, stride=2, padding=1)     # general im2col and col2im
-    d = F.conv2d(b, w_back, padding=1)                  # dx as a convolution of dy (K <= C)
+    d = F.conv2d(F.max_pool2d(b, 3, 1), w_back, padding=1)  # shifted im2col (7x6 outputs), dx by convolution
     return [a, b, c, d, F.max_pool2d(b, 3, 2, 1), F.avg_pool2d(b, 3, 2, 1), F.global_avg_pool2d(b),
             F.global_max_pool2d(b), F.batch_norm(b, None, None, training=True), F.leaky_relu(c, 0.1)]
 

@@ -12,7 +12,10 @@ The batch is processed in chunks so the im2col buffer stays under CHUNK_BYTES: o
 (measured fastest, benchmarks/RESULTS.md), on the GPU a large one (fewer kernel launches), bounded either way.
 Where each output sums at most DIRECT_TAPS inputs (LeNet's first layer: 25; a depthwise 3x3: 9) at stride 1, the
 convolution runs on direct kernels instead (conv_direct*, no im2col matrix): a product with so short an inner
-dimension runs far below BLAS speed, and im2col would copy every pixel KH*KW times (2x faster on both).
+dimension runs far below BLAS speed, and im2col would copy every pixel KH*KW times (2x faster on both). On the
+CPU the direct kernels also take stride-1 layers with more inputs per output on maps of TILED_POSITIONS outputs
+or more (LeNet's conv2, VGG's and ResNet's 3x3 layers down to 8x8): they keep a tile of outputs in vector
+registers (kernels_cpu/conv_tiled.py), 1.3-2x faster than im2col + OpenBLAS there (benchmarks/RESULTS.md).
 Backward builds each chunk's im2col matrix again rather than keeping it from the forward pass: that costs 2-3 %
 of a ResNet-18 step and saves about 40 MB of its peak memory (the matrices are 9x the size of the input).
 """
@@ -22,6 +25,7 @@ from ._utils import check_4d, kernels_for, pair
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
 DIRECT_TAPS = 32  # at most this many inputs per output (C/G*KH*KW), at stride 1: the direct kernels
+TILED_POSITIONS = 64  # on the CPU, at stride 1, maps of at least this many outputs (OH*OW): the direct kernels
 
 
 def conv_output_size(n, kernel, stride=1, padding=0, dilation=1, strict=False):
@@ -73,7 +77,9 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         self.out_hw = self._check(x, w, b)
-        self.direct = self.stride == (1, 1) and w.shape[1] * w.shape[2] * w.shape[3] <= DIRECT_TAPS
+        self.direct = self.stride == (1, 1) and (
+            w.shape[1] * w.shape[2] * w.shape[3] <= DIRECT_TAPS
+            or (device_of(x).type == "cpu" and self.out_hw[0] * self.out_hw[1] >= TILED_POSITIONS))
         if self.direct:
             y = self._direct_forward(x, w, b)
         else:

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import cpu_kernel
+from .conv_tiled import conv_tiled, conv_tiled_input, conv_tiled_weight
 
 
 def _padded(x, ph, pw):
@@ -118,12 +119,33 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
 
 # --- direct convolution at stride 1, in the shifted layout: x already padded, g as (N, K, OH*W) with the last
 # W - OW columns of each output row junk (zero); the forward pass computes its rows that way and copies out y.
-# Used where each output sums few inputs (C/G*KH*KW small), where a matrix product with so short an inner
-# dimension runs far below BLAS speed and im2col would copy every input pixel KH*KW times. Every inner loop is
-# one long contiguous span, which Numba vectorises.
+# Where each output sums few inputs (at most PLANE_TAPS = C/G*KH*KW), the kernels below work plane by plane:
+# every inner loop is one long contiguous span, which Numba vectorises. Above that, conv_tiled.py's kernels keep
+# a tile of outputs in vector registers through the long sum.
+
+PLANE_TAPS = 32
+
+
+def conv_direct(x, w, b, groups, dh, dw, oh, ow):
+    """y[n, k, i, j] = b[k] + sum_{c, r, s} w[k, c, r, s] x[n, g(k)*C/G + c, i + r*DH, j + s*DW], x padded."""
+    kernel = _conv_planes if w[0].size <= PLANE_TAPS else conv_tiled
+    return kernel(x, w, b, groups, dh, dw, oh, ow)
+
+
+def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
+    """dw[k, c, r, s] = sum_n sum_q g[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]."""
+    kernel = _conv_planes_weight if x.shape[1] // groups * kh * kw <= PLANE_TAPS else conv_tiled_weight
+    return kernel(x, g, groups, kh, kw, dh, dw, oh)
+
+
+def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
+    """The adjoint in x: dx[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] g[n, k].flat[q], dx padded."""
+    kernel = _conv_planes_input if w[0].size <= PLANE_TAPS else conv_tiled_input
+    return kernel(g, w, groups, h, wd, dh, dw, oh)
+
 
 @cpu_kernel()
-def conv_direct(x, w, b, groups, dh, dw, oh, ow):
+def _conv_planes(x, w, b, groups, dh, dw, oh, ow):
     """y[n, k, i, j] = b[k] + sum_{c, r, s} w[k, c, r, s] x[n, g(k)*C/G + c, i + r*DH, j + s*DW]; one thread per
     (n, k) plane, which sums whole taps over the plane at the padded width W in a buffer of its own (row i at
     q = i*W: acc.flat[q] += w x.flat[q + r*DH*W + s*DW]) and copies out the OW valid columns of each row."""
@@ -151,7 +173,7 @@ def conv_direct(x, w, b, groups, dh, dw, oh, ow):
 
 
 @cpu_kernel(fastmath={"reassoc"})
-def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
+def _conv_planes_weight(x, g, groups, kh, kw, dh, dw, oh):
     """dw[k, c, r, s] = sum_n sum_q g[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]; one thread per weight.
     Each image's sum runs in the weight's dtype in vector lanes (reassociated, in the same order every run), the
     sum over images in float64."""
@@ -180,7 +202,7 @@ def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
 
 
 @cpu_kernel()
-def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
+def _conv_planes_input(g, w, groups, h, wd, dh, dw, oh):
     """The adjoint in x: dx[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] g[n, k].flat[q] over the K/G outputs
     of c's group; one thread per (n, c) plane of the padded dx, adding in a fixed order."""
     n, k, span = g.shape
