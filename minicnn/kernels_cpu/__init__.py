@@ -1,9 +1,12 @@
 """Numba kernels for the CPU: convolution (im2col/col2im and the direct kernels), 2-D pooling and batch
 normalisation and the (leaky) ReLU, forward and backward, and the fused SGD update. kernels_gpu has the same
-functions, with the same signatures, in CUDA C.
+functions, with the same signatures, in CUDA C. Behind conv_direct*, layers with many inputs per output run on
+register-tiled kernels (conv_tiled.py), which hold their accumulators in SIMD registers through `Vec`
+intrinsics (simd.py).
 
-Every parallel iteration owns its outputs: forward kernels compute one row of `cols` or one (n, c) plane, and
-backward kernels give each (n, c) plane of dx (or each weight) to one thread, which adds into it in a fixed order.
+Every parallel iteration owns its outputs: forward kernels compute one row of `cols`, one (n, c) plane or one
+tile of outputs, and backward kernels give each (n, c) plane of dx (or each weight, or each chunk's partial sum
+of the weights) to one thread, which adds into it in a fixed order.
 No two threads ever write one location: there are no races and the result is the same on every run, on one thread
 or many. Small inputs run on the calling thread (`_jit.cpu_kernel`: waking Numba's threads costs more than they
 save there). Kernels are compiled on first use and cached on disk, so the compile time is paid once per machine.

@@ -214,19 +214,21 @@ _SCATTER = {lanes: cpu_kernel()(with_lanes(_scatter, lanes)) for lanes in (4, 8,
 @cpu_kernel()
 def _lanes_of(a, groups, lanes, ow):
     """a (N, K, OH, W) -> (G, KB, N*OH*OW, lanes): a[n, g*K/G + kb*lanes + l, i, j] at [g, kb, (n*OH + i)*OW + j, l],
-    the first OW of each row's W columns, zero past K/G."""
+    the first OW of each row's W columns, zero past K/G. Each output position's lanes are written together."""
     n, k, oh, _ = a.shape
     kg = k // groups
     blocks = (kg + lanes - 1) // lanes
-    out = np.zeros((groups, blocks, n * oh * ow, lanes), dtype=a.dtype)
+    out = np.empty((groups, blocks, n * oh * ow, lanes), dtype=a.dtype)
     for unit in prange(groups * blocks * n):
         g, kb, b = unit // (blocks * n), (unit // n) % blocks, unit % n
-        for lane in range(min(lanes, kg - kb * lanes)):
-            src = a[b, g * kg + kb * lanes + lane]
-            for i in range(oh):
-                row = (b * oh + i) * ow
-                for j in range(ow):
-                    out[g, kb, row + j, lane] = src[i, j]
+        k0, kn = g * kg + kb * lanes, min(lanes, kg - kb * lanes)
+        for i in range(oh):
+            row = out[g, kb, (b * oh + i) * ow:(b * oh + i + 1) * ow]
+            for j in range(ow):
+                for lane in range(kn):
+                    row[j, lane] = a[b, k0 + lane, i, j]
+                for lane in range(kn, lanes):
+                    row[j, lane] = 0
     return out
 
 
