@@ -274,6 +274,8 @@ def test_bad_input_errors():
         F.conv2d(x, w, mc.tensor(np.zeros(3)))
     with pytest.raises(ValueError, match="conv2d: input, weight and bias dtypes differ .float64, float64 and float32"):
         F.conv2d(x, w, mc.tensor(np.zeros(4, np.float32)))
+    with pytest.raises(ValueError, match="conv2d: expected a float32 or float64 input, got float16"):
+        F.conv2d(mc.tensor(np.zeros((1, 6, 14, 14), np.float16)), mc.tensor(np.zeros((16, 6, 5, 5), np.float16)))
     with pytest.raises(ValueError, match="Conv2d: groups=2 must divide in_channels=3"):
         nn.Conv2d(3, 4, 3, groups=2)
 

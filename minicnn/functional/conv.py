@@ -19,6 +19,8 @@ registers (kernels_cpu/conv_tiled.py), 1.3-2x faster than im2col + OpenBLAS ther
 Backward builds each chunk's im2col matrix again rather than keeping it from the forward pass: that costs 2-3 %
 of a ResNet-18 step and saves about 40 MB of its peak memory (the matrices are 9x the size of the input).
 """
+import numpy as np
+
 from ..autograd import Function
 from ..backend import device_of, xp_of
 from ._utils import check_4d, kernels_for, pair
@@ -65,6 +67,8 @@ class Conv2d(Function):
                              f"channels, got input {tuple(x.shape)}")
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"conv2d: expected bias of shape ({w.shape[0]},), got {tuple(b.shape)}")
+        if x.dtype not in (np.float32, np.float64):
+            raise ValueError(f"conv2d: expected a float32 or float64 input, got {x.dtype}")
         if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
             raise ValueError(f"conv2d: input, weight and bias dtypes differ ({x.dtype}, {w.dtype} and "
                              f"{None if b is None else b.dtype})")

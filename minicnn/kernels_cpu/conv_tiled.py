@@ -42,7 +42,7 @@ def _locate(b0, q0, t, p, last):
 
 @njit(inline="always")
 def _window(b0, q0, t, p, last, chan0, plane, pos):
-    """Flat index in x of the window of output m0 + t; chan0 = the group's first channel, per image."""
+    """Flat index in x of the window of output m0 + t; chan0 = (channels per image, the group's first one)."""
     b, q = _locate(b0, q0, t, p, last)
     return (b * chan0[0] + chan0[1]) * plane + pos[q]
 
