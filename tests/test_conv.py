@@ -171,20 +171,10 @@ def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
     calls = []
     direct = kernels_cpu.conv_direct
     monkeypatch.setattr(kernels_cpu, "conv_direct", lambda *a: calls.append(1) or direct(*a))
-    x, w, b = make(cfg)
-    results = []
-    for taps, positions in ((32, 1 << 30), (0, 1 << 30)):
-        from minicnn.functional import conv
-        monkeypatch.setattr(conv, "DIRECT_TAPS", taps)
-        monkeypatch.setattr(conv, "TILED_POSITIONS", positions)
-        for t in (x, w, b):
-            if t is not None:
-                t.grad = None
-        y = run(cfg, x, w, b)
-        y.backward(np.random.default_rng(0).standard_normal(y.shape))
-        results.append([y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None])
+    direct_run, im2col_run = (_run_with(monkeypatch, cfg, DIRECT_TAPS=taps, TILED_POSITIONS=1 << 30)
+                              for taps in (32, 0))
     assert len(calls) == 1  # the direct kernel ran in the first pass only
-    for got, ref in zip(*results):
+    for got, ref in zip(direct_run, im2col_run):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 
 
@@ -201,25 +191,26 @@ def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
 def test_tiled_kernels_agree_with_im2col(monkeypatch, cfg):
     """Many taps per output on a map of at least TILED_POSITIONS outputs take the register-tiled kernels (forward,
     dx and dW); forcing im2col gives the same values."""
-    from minicnn.functional import conv
     from minicnn.kernels_cpu import conv as kconv
     calls = []
     for name in ("conv_tiled", "conv_tiled_weight", "conv_tiled_input"):
         fn = getattr(kconv, name)
         monkeypatch.setattr(kconv, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
-    x, w, b = make(cfg)
-    results = []
-    for positions in (1, 1 << 30):
-        monkeypatch.setattr(conv, "TILED_POSITIONS", positions)
-        for t in (x, w, b):
-            if t is not None:
-                t.grad = None
-        y = run(cfg, x, w, b)
-        y.backward(np.random.default_rng(0).standard_normal(y.shape))
-        results.append([y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None])
+    tiled_run, im2col_run = (_run_with(monkeypatch, cfg, TILED_POSITIONS=positions) for positions in (1, 1 << 30))
     assert sorted(calls) == ["conv_tiled", "conv_tiled_input", "conv_tiled_weight"]  # in the first pass only
-    for got, ref in zip(*results):
+    for got, ref in zip(tiled_run, im2col_run):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def _run_with(monkeypatch, cfg, **settings):
+    """y, dx, dw (and db) of cfg's convolution with functional/conv.py's thresholds set to `settings`."""
+    from minicnn.functional import conv
+    for name, value in settings.items():
+        monkeypatch.setattr(conv, name, value)
+    x, w, b = make(cfg)
+    y = run(cfg, x, w, b)
+    y.backward(np.random.default_rng(0).standard_normal(y.shape))
+    return [y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None]
 
 
 def test_sharpen_kernel_on_the_lecture_patches():
