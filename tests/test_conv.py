@@ -46,6 +46,8 @@ def run(cfg, x, w, b=None):
               bias=True, seed=0))  # depthwise
 @example(dict(n=2, cin=4, cout=2, h=7, w=6, k=(3, 2), stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=2,
               bias=False, seed=1))  # stride 1, K <= C: dx as a convolution of dy, dilated and grouped
+@example(dict(n=1, cin=3, cout=2, h=11, w=10, k=(4, 3), stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
+              bias=True, seed=2))  # 36 taps on 8x8 outputs: the register-tiled kernels
 def test_conv2d_gradcheck(cfg):
     x, w, b = make(cfg)
     args = [x, w] + ([b] if b is not None else [])
