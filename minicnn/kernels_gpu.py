@@ -10,6 +10,8 @@ from pathlib import Path
 import cupy as cp
 import numpy as np
 
+from .kernels_cpu.conv import shifted_backward
+
 _THREADS = 256
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
@@ -109,6 +111,11 @@ def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
     _launch("conv_direct.cu", "conv_direct_input", g.dtype, dx.size, g, w, dx, np.int64(n),
             *_i(c, h, wd, k, groups, w.shape[2], w.shape[3], dh, dw, oh))
     return dx
+
+
+def conv_direct_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w=True):
+    return shifted_backward(conv_direct_input, conv_direct_weight, cp, x, gy, w, groups, padding, dilation, need_x,
+                            need_w)
 
 
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):

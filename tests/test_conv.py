@@ -195,11 +195,11 @@ def test_tiled_kernels_agree_with_im2col(monkeypatch, cfg):
     dx and dW); forcing im2col gives the same values."""
     from minicnn.kernels_cpu import conv as kconv
     calls = []
-    for name in ("conv_tiled", "conv_tiled_weight", "conv_tiled_input"):
+    for name in ("conv_tiled", "conv_tiled_backward"):
         fn = getattr(kconv, name)
         monkeypatch.setattr(kconv, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
     tiled_run, im2col_run = (_run_with(monkeypatch, cfg, TILED_POSITIONS=positions) for positions in (1, 1 << 30))
-    assert sorted(calls) == ["conv_tiled", "conv_tiled_input", "conv_tiled_weight"]  # in the first pass only
+    assert sorted(calls) == ["conv_tiled", "conv_tiled_backward"]  # in the first pass only
     for got, ref in zip(tiled_run, im2col_run):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
 

@@ -31,3 +31,26 @@ def test_serial_and_parallel_kernels_agree(monkeypatch, dtype):
         results.append([o.numpy() for o in outs] + [t.grad.numpy() for t in leaves])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_register_tile_intrinsics():
+    """tile_fma adds an outer product (P broadcast scalars x T vectors) to a tile; tile_store and tile_add_into
+    write the first `count` vectors of a part of it."""
+    from numba import njit
+    from minicnn.kernels_cpu.simd import tile_add_into, tile_fma, tile_of, tile_store, vload, vzero
+
+    @njit
+    def run(x, w, out, four):  # offsets are run-time ints in the kernels
+        acc = tile_of(vzero(x, 4), 6)
+        for i in range(3):
+            acc = tile_fma(acc, x, i, (0 * four, four + 1, 2 * four - 1), (vload(w, 0, 4), vload(w, 4, 4)))
+        tile_store(out, 0, (0 * four, four, 2 * four), acc, 0, 3)
+        tile_add_into(out, 0, (0 * four, four, 2 * four), acc, 3, 2)  # the third vector of the second row: left out
+
+    x, w = np.arange(10.0), np.arange(8.0)
+    out = np.zeros(12)
+    run(x, w, out, 4)
+    sums = np.array([x[o:o + 3].sum() for o in (0, 5, 7)])
+    ref = sums[:, None] * w[:4]
+    ref[:2] += sums[:2, None] * w[4:]
+    np.testing.assert_array_equal(out, ref.ravel())

@@ -106,19 +106,9 @@ class Conv2d(Function):
         return kernels_for(x).conv_direct(_pad(x, self.padding), w, b, self.groups, dh, dw, oh, ow)
 
     def _direct_backward(self, gy):
-        x, w, g = self.x, self.w, self.groups
-        xp, kern = xp_of(x), kernels_for(x)
-        (n, _, h, wd), (k, _, kh, kw) = x.shape, w.shape
-        (oh, ow), (ph, pw), (dh, dw) = self.out_hw, self.padding, self.dilation
-        gp = xp.zeros((n, k, oh, wd + 2 * pw), dtype=gy.dtype)  # the output gradient, zero in the junk columns
-        gp[..., :ow] = gy
-        gp = gp.reshape(n, k, -1)
-        dx = dwt = None
-        if self.needs_input_grad[0]:
-            dx = kern.conv_direct_input(gp, w, g, h + 2 * ph, wd + 2 * pw, dh, dw, oh)[:, :, ph:ph + h, pw:pw + wd]
-        if self.needs_input_grad[1]:
-            dwt = kern.conv_direct_weight(_pad(x, self.padding), gp, g, kh, kw, dh, dw, oh)
-        return dx, dwt
+        x, w = self.x, self.w
+        return kernels_for(x).conv_direct_backward(_pad(x, self.padding), gy, w, self.groups, self.padding,
+                                                   self.dilation, *self.needs_input_grad[:2])
 
     def backward(self, gy):
         if self.direct:

@@ -12,15 +12,15 @@ or many. Small inputs run on the calling thread (`_jit.cpu_kernel`: waking Numba
 save there). Kernels are compiled on first use and cached on disk, so the compile time is paid once per machine.
 """
 from .activation import leaky_relu_backward, leaky_relu_forward
-from .conv import (col2im, col2im_shifted, conv_direct, conv_direct_input, conv_direct_weight, im2col,
-                   im2col_shifted)
+from .conv import (col2im, col2im_shifted, conv_direct, conv_direct_backward, conv_direct_input, conv_direct_weight,
+                   im2col, im2col_shifted)
 from .norm import batch_norm_apply, batch_norm_backward, batch_norm_stats
 from .optim import sgd_step
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward,
                    global_max_pool2d_backward, global_max_pool2d_forward, max_pool2d_backward, max_pool2d_forward)
 
-__all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct", "conv_direct_weight",
-           "conv_direct_input", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+__all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct", "conv_direct_backward",
+           "conv_direct_weight", "conv_direct_input", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
            "avg_pool2d_backward", "global_avg_pool2d_forward", "global_avg_pool2d_backward",
            "global_max_pool2d_forward", "global_max_pool2d_backward", "batch_norm_stats", "batch_norm_apply",
            "batch_norm_backward", "leaky_relu_forward", "leaky_relu_backward", "sgd_step"]

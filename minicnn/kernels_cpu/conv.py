@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import cpu_kernel
-from .conv_tiled import conv_tiled, conv_tiled_input, conv_tiled_weight
+from .conv_tiled import conv_tiled, conv_tiled_backward
 
 
 def _padded(x, ph, pw):
@@ -133,15 +133,36 @@ def conv_direct(x, w, b, groups, dh, dw, oh, ow):
 
 
 def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
-    """dw[k, c, r, s] = sum_n sum_q g[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]."""
-    kernel = _conv_planes_weight if x.shape[1] // groups * kh * kw <= PLANE_TAPS else conv_tiled_weight
-    return kernel(x, g, groups, kh, kw, dh, dw, oh)
+    """dw[k, c, r, s] = sum_n sum_q g[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW], plane by plane."""
+    return _conv_planes_weight(x, g, groups, kh, kw, dh, dw, oh)
 
 
 def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
-    """The adjoint in x: dx[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] g[n, k].flat[q], dx padded."""
-    kernel = _conv_planes_input if w[0].size <= PLANE_TAPS else conv_tiled_input
-    return kernel(g, w, groups, h, wd, dh, dw, oh)
+    """The adjoint in x: dx[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] g[n, k].flat[q], dx padded; plane by
+    plane."""
+    return _conv_planes_input(g, w, groups, h, wd, dh, dw, oh)
+
+
+def conv_direct_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w=True):
+    """(dx (N, C, H, W), dw) of conv_direct from the padded x and dy (N, K, OH, OW), None where not needed: on the
+    register-tiled kernels above PLANE_TAPS, else on the plane kernels, with dy in the shifted layout."""
+    if w[0].size > PLANE_TAPS:
+        return conv_tiled_backward(x, gy, w, groups, padding, dilation, need_x, need_w)
+    return shifted_backward(conv_direct_input, conv_direct_weight, np, x, gy, w, groups, padding, dilation, need_x,
+                            need_w)
+
+
+def shifted_backward(input_kernel, weight_kernel, xp, x, gy, w, groups, padding, dilation, need_x, need_w):
+    """conv_direct_backward on a backend's conv_direct_input and conv_direct_weight (xp: its array module), which
+    take dy in the shifted layout, (N, K, OH*Wp) with zeros in the junk columns, and give the padded dx."""
+    (n, k, oh, ow), (hp, wp) = gy.shape, x.shape[2:]
+    (ph, pw), (dh, dw) = padding, dilation
+    gp = xp.zeros((n, k, oh, wp), dtype=gy.dtype)
+    gp[..., :ow] = gy
+    gp = gp.reshape(n, k, -1)
+    dx = input_kernel(gp, w, groups, hp, wp, dh, dw, oh)[:, :, ph:hp - ph, pw:wp - pw] if need_x else None
+    dwt = weight_kernel(x, gp, groups, w.shape[2], w.shape[3], dh, dw, oh) if need_w else None
+    return dx, dwt
 
 
 @cpu_kernel()

@@ -4,8 +4,12 @@ tile of outputs in registers through a long sum.
 Numba vectorises the innermost loop over an array, and a sum over a tile of outputs then lives in memory: every
 multiply-add loads and stores its accumulator (an L1-resident acc[q] += w*x[q] runs at about 20 GFMA/s a core,
 benchmarks/RESULTS.md), where a BLAS micro-kernel keeps its tile in registers and runs near the FMA units' peak
-(Goto and van de Geijn 2008). These intrinsics let a kernel do the same: eight `Vec` accumulators, and an inner
-loop of one vector load and eight multiply-adds with a broadcast operand (`fma_broadcast`).
+(Goto and van de Geijn 2008). These intrinsics let a kernel do the same. A tile is a tuple of `Vec`s (Numba keeps
+a tuple in registers): `tile_of` starts one, `tile_fma` adds an outer product to it (P scalars from an array, each
+broadcast to every lane, times T weight vectors: T*P fused multiply-adds, compiled to `vfmadd231ps (mem){1to16}` or
+one broadcast and T register FMAs), and `tile_store` / `tile_add_into` write it out. A multiply-add takes about 4
+cycles and a core starts one or two a cycle, so a tile needs 8 independent accumulators of full registers, or 16
+of half ones, to keep the FMA units busy.
 
 They are Numba intrinsics, written in LLVM IR, and work only inside @njit code. The lane count must be a
 compile-time constant: `with_lanes` makes a copy of a kernel with the global LANES bound to 4, 8 or 16. LLVM
@@ -70,46 +74,79 @@ def vload(typingctx, arr, index, lanes):
 
 
 @intrinsic
-def vget(typingctx, vec, lane):
-    """One lane of a Vec, as a scalar."""
-    return vec.dtype(vec, lane), lambda context, builder, sig, args: builder.extract_element(args[0], args[1])
+def tile_fma(typingctx, tile, arr, base, offsets, vecs):
+    """A register tile of T*P accumulators (a tuple of Vecs, T vectors x P scalars) plus an outer product:
+    tile[t*P + p] + arr.flat[base + offsets[p]] * vecs[t]. Each scalar is loaded and broadcast once, for its T
+    multiply-adds; the tile is a tuple, so it stays in registers (one fused multiply-add per accumulator)."""
+    count, npts, nvec = len(tile), len(offsets), len(vecs)
+    if count != npts * nvec:
+        raise errors.TypingError(f"tile_fma: a tile of {count} for {nvec} vectors x {npts} offsets")
 
-
-@intrinsic
-def vstore(typingctx, arr, index, vec):
-    """arr.flat[index:index + lanes] = vec."""
     def codegen(context, builder, sig, args):
-        ptr = builder.bitcast(_address(context, builder, sig.args[0], args[0], args[1]), _llvm_type(vec).as_pointer())
-        builder.store(args[2], ptr, align=arr.dtype.bitwidth // 8)
-        return context.get_dummy_value()
-    return types.none(arr, index, vec), codegen
-
-
-@intrinsic
-def vstore_add(typingctx, arr, index, vec):
-    """arr.flat[index:index + lanes] += vec."""
-    def codegen(context, builder, sig, args):
-        ptr = builder.bitcast(_address(context, builder, sig.args[0], args[0], args[1]), _llvm_type(vec).as_pointer())
-        align = arr.dtype.bitwidth // 8
-        builder.store(builder.fadd(builder.load(ptr, align=align), args[2]), ptr, align=align)
-        return context.get_dummy_value()
-    return types.none(arr, index, vec), codegen
-
-
-@intrinsic
-def fma_broadcast(typingctx, acc, arr, index, vec):
-    """acc + arr.flat[index] * vec: the scalar broadcast to every lane, one fused multiply-add (one instruction
-    with its memory operand on AVX-512: vfmadd231ps (mem){1to16})."""
-    def codegen(context, builder, sig, args):
-        vtype, lanes = _llvm_type(acc), acc.lanes
-        scalar = builder.load(_address(context, builder, sig.args[1], args[1], args[2]))
-        one = builder.insert_element(ir.Constant(vtype, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
-        splat = builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined),
-                                       ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+        tiles, data, start, offs, vs = args
+        vec = sig.args[0].dtype
+        vtype, lanes = _llvm_type(vec), vec.lanes
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vtype, [vtype] * 3),
-                                             f"llvm.fma.v{lanes}f{acc.dtype.bitwidth}")
-        return builder.call(fma, [splat, args[3], args[0]])
-    return acc(acc, arr, index, vec), codegen
+                                             f"llvm.fma.v{lanes}f{vec.dtype.bitwidth}")
+        start = context.cast(builder, start, sig.args[2], types.intp)
+        out = tiles
+        for p in range(npts):
+            off = context.cast(builder, builder.extract_value(offs, p), sig.args[3].dtype, types.intp)
+            scalar = builder.load(_address(context, builder, sig.args[1], data, builder.add(start, off)))
+            one = builder.insert_element(ir.Constant(vtype, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+            splat = builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined),
+                                           ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+            for t in range(nvec):
+                acc = builder.extract_value(tiles, t * npts + p)
+                out = builder.insert_value(out, builder.call(fma, [splat, builder.extract_value(vs, t), acc]),
+                                           t * npts + p)
+        return out
+    return tile(tile, arr, base, offsets, vecs), codegen
+
+
+def _tile_writer(add):
+    """An intrinsic (arr, base, offsets, tile, first, count) that stores (or, with add, adds) the tile's vectors
+    tile[first + p] at arr.flat[base + offsets[p]:... + lanes] for p < count; `first` is a constant."""
+    def writer(typingctx, arr, base, offsets, tile, first, count):
+        start = _lanes(first)
+
+        def codegen(context, builder, sig, args):
+            data, at, offs, tiles, _, limit = args
+            vec = sig.args[3].dtype
+            ptype, align = _llvm_type(vec).as_pointer(), vec.dtype.bitwidth // 8
+            at = context.cast(builder, at, sig.args[1], types.intp)
+            limit = context.cast(builder, limit, sig.args[5], types.intp)
+            for p in range(len(offsets)):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(limit.type, p), limit), likely=True):
+                    off = context.cast(builder, builder.extract_value(offs, p), sig.args[2].dtype, types.intp)
+                    ptr = builder.bitcast(_address(context, builder, sig.args[0], data, builder.add(at, off)), ptype)
+                    value = builder.extract_value(tiles, start + p)
+                    if add:
+                        value = builder.fadd(builder.load(ptr, align=align), value)
+                    builder.store(value, ptr, align=align)
+            return context.get_dummy_value()
+        return types.none(arr, base, offsets, tile, first, count), codegen
+    writer.__name__ = "tile_add_into" if add else "tile_store"
+    writer.__doc__ = (f"arr.flat[base + offsets[p]:... + lanes] {'+' if add else ''}= tile[first + p] for p < count "
+                      "(first a constant): P vectors of a tile written out, those past `count` (a tile that ran past "
+                      "the last output) left out.")
+    return intrinsic(writer)
+
+
+tile_store, tile_add_into = _tile_writer(False), _tile_writer(True)
+
+
+@intrinsic
+def tile_of(typingctx, vec, count):
+    """A tile of `count` copies of vec (a tuple of Vecs): the accumulators' starting values."""
+    n = _lanes(count)
+
+    def codegen(context, builder, sig, args):
+        out = cgutils.get_null_value(context.get_value_type(sig.return_type))
+        for i in range(n):
+            out = builder.insert_value(out, args[0], i)
+        return out
+    return types.UniTuple(vec, n)(vec, count), codegen
 
 
 def with_lanes(fn, lanes):
