@@ -185,8 +185,8 @@ def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
          bias=True, seed=3),  # LeNet's second layer: two blocks of 8 float64 lanes
     dict(n=3, cin=12, cout=20, h=9, w=11, k=(3, 2), stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=2,
          bias=True, seed=4),  # grouped, dilated, rectangular, padding past the kernel; 10 outputs in 8 + 2 lanes
-    dict(n=1, cin=5, cout=3, h=8, w=8, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
-         bias=False, seed=5),  # 3 outputs in 4 lanes, one image: the last tile runs past the last output
+    dict(n=1, cin=5, cout=5, h=9, w=7, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
+         bias=False, seed=5),  # 5 outputs in 8 lanes, one image of 63 outputs: the last tile runs past the end
     dict(n=2, cin=9, cout=33, h=11, w=7, k=(2, 3), stride=(1, 1), padding=(0, 1), dilation=(1, 1), groups=1,
          bias=True, seed=6),  # 33 outputs: five blocks of 8 lanes, the last with one
 ])

@@ -119,16 +119,24 @@ def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
 
 # --- direct convolution at stride 1, in the shifted layout: x already padded, g as (N, K, OH*W) with the last
 # W - OW columns of each output row junk (zero); the forward pass computes its rows that way and copies out y.
-# Where each output sums few inputs (at most PLANE_TAPS = C/G*KH*KW), the kernels below work plane by plane:
-# every inner loop is one long contiguous span, which Numba vectorises. Above that, conv_tiled.py's kernels keep
-# a tile of outputs in vector registers through the long sum.
+# Where each output sums few inputs (at most PLANE_TAPS = C/G*KH*KW) or a group has few outputs (at most
+# PLANE_OUTPUTS: depthwise layers), the kernels below work plane by plane: every inner loop is one long contiguous
+# span, which Numba vectorises. Otherwise conv_tiled.py's kernels keep a tile of outputs in vector registers through
+# the sum, 1.5-2x faster from LeNet's first layer (25 inputs, 6 outputs) on; their tiles of 8 inputs and of 8 or
+# 16 output channels are too empty below that (benchmarks/RESULTS.md).
 
-PLANE_TAPS = 32
+PLANE_TAPS = 16
+PLANE_OUTPUTS = 4
+
+
+def _tiled(w, groups):
+    """Whether a convolution with weight w (K, C/G, KH, KW) runs on the register-tiled kernels."""
+    return w[0].size > PLANE_TAPS and w.shape[0] // groups > PLANE_OUTPUTS
 
 
 def conv_direct(x, w, b, groups, dh, dw, oh, ow):
     """y[n, k, i, j] = b[k] + sum_{c, r, s} w[k, c, r, s] x[n, g(k)*C/G + c, i + r*DH, j + s*DW], x padded."""
-    kernel = _conv_planes if w[0].size <= PLANE_TAPS else conv_tiled
+    kernel = conv_tiled if _tiled(w, groups) else _conv_planes
     return kernel(x, w, b, groups, dh, dw, oh, ow)
 
 
@@ -145,8 +153,8 @@ def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
 
 def conv_direct_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w=True):
     """(dx (N, C, H, W), dw) of conv_direct from the padded x and dy (N, K, OH, OW), None where not needed: on the
-    register-tiled kernels above PLANE_TAPS, else on the plane kernels, with dy in the shifted layout."""
-    if w[0].size > PLANE_TAPS:
+    register-tiled kernels (see _tiled), else on the plane kernels, with dy in the shifted layout."""
+    if _tiled(w, groups):
         return conv_tiled_backward(x, gy, w, groups, padding, dilation, need_x, need_w)
     return shifted_backward(conv_direct_input, conv_direct_weight, np, x, gy, w, groups, padding, dilation, need_x,
                             need_w)
