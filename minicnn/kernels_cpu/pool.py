@@ -12,11 +12,25 @@ def _window(i, stride, pad, k, n):
     return max(start, 0), min(start + k, n)
 
 
-@cpu_kernel()
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """Max over each window (padding counts as -inf); `argmax` keeps the flat index y*W + x of the first maximum
-    (a NaN wins, as in PyTorch). The comparison updates the maximum by selects rather than branches, which the
-    CPU cannot predict on real data (1.1-1.5x faster)."""
+    (a NaN wins, as in PyTorch). The 2x2 windows at stride 2 without padding of LeNet and VGG have a kernel of
+    their own, 2.5-4.5x faster (benchmarks/RESULTS.md)."""
+    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        return _max_pool_2x2(x, oh, ow)
+    return _max_pool(x, kh, kw, sh, sw, ph, pw, oh, ow)
+
+
+@njit(inline="always")
+def _take(v, best):
+    """Whether v replaces the running maximum best: it is larger, or NaN (a later NaN replaces an earlier one)."""
+    return (v > best) | (v != v)
+
+
+@cpu_kernel()
+def _max_pool(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Any window: the comparison updates the maximum by selects rather than branches, which the CPU cannot
+    predict on real data (1.1-1.5x faster)."""
     n, c, h, w = x.shape
     out = np.empty((n * c, oh * ow), dtype=x.dtype)
     argmax = np.empty((n * c, oh * ow), dtype=np.int32)
@@ -35,9 +49,35 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
                 for y in range(h0, h1):
                     for p in range(y * w + col0[j], y * w + col1[j]):
                         v = src[p]
-                        take = (v > best) | (v != v)
+                        take = _take(v, best)
                         best = v if take else best
                         idx = p if take else idx
+                dst[i * ow + j] = best
+                arg[i * ow + j] = idx
+    return out.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
+
+
+@cpu_kernel()
+def _max_pool_2x2(x, oh, ow):
+    """2x2 windows at stride 2 without padding, in the order (0, 0), (0, 1), (1, 0), (1, 1): straight-line code
+    over each row's windows, which LLVM vectorises (the two input rows read as interleaved pairs)."""
+    n, c, h, w = x.shape
+    out = np.empty((n * c, oh * ow), dtype=x.dtype)
+    argmax = np.empty((n * c, oh * ow), dtype=np.int32)
+    xf = np.ascontiguousarray(x).reshape(n * c, h * w)
+    for plane in prange(n * c):
+        src, dst, arg = xf[plane], out[plane], argmax[plane]
+        for i in range(oh):
+            t, b = 2 * i * w, (2 * i + 1) * w
+            top, bottom = src[t:], src[b:]
+            for j in range(ow):
+                best, idx = top[2 * j], t + 2 * j
+                v = top[2 * j + 1]
+                best, idx = (v, t + 2 * j + 1) if _take(v, best) else (best, idx)
+                v = bottom[2 * j]
+                best, idx = (v, b + 2 * j) if _take(v, best) else (best, idx)
+                v = bottom[2 * j + 1]
+                best, idx = (v, b + 2 * j + 1) if _take(v, best) else (best, idx)
                 dst[i * ow + j] = best
                 arg[i * ow + j] = idx
     return out.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
