@@ -91,6 +91,10 @@ def test_direct_conv_kernels_match_cpu(dtype):
     np.testing.assert_allclose(
         cp.asnumpy(kernels_gpu.conv_direct_input(cp.asarray(g), cp.asarray(w), 2, 7, 6, *geometry)),
         kernels_cpu.conv_direct_input(g, w, 2, 7, 6, *geometry), **TOL[dtype])
+    gy = rng.standard_normal((2, 6, 3, 5)).astype(dtype)  # dy unpadded; x's padding taken as (1, 0)
+    on_gpu = kernels_gpu.conv_direct_backward(cp.asarray(x), cp.asarray(gy), cp.asarray(w), 2, (1, 0), (2, 1))
+    for got, ref in zip(on_gpu, kernels_cpu.conv_direct_backward(x, gy, w, 2, (1, 0), (2, 1))):
+        np.testing.assert_allclose(cp.asnumpy(got), ref, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
