@@ -192,8 +192,7 @@ def conv_tiled_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w
     """conv_direct_backward's contract: (dx (N, C, H, W), dw (K, C/G, KH, KW)) from the padded x and dy (N, K, OH,
     OW), either None where not needed. dy goes into lanes once, for both kernels. dW: images go in chunks of about
     WEIGHT_CHUNK positions, each summed in registers; the chunks' partial sums are then added in order."""
-    n, c, hp, wp = x.shape
-    k, cg, kh, kw = w.shape
+    (hp, wp), (k, cg, kh, kw) = x.shape[2:], w.shape
     (oh, ow), kg = gy.shape[2:], k // groups
     pos, reach = _geometry(x.shape, cg, kh, kw, *dilation, oh, ow)
     gl = _lanes_of(np.ascontiguousarray(gy), groups, lanes_for(gy.itemsize, kg), ow)
@@ -203,11 +202,11 @@ def conv_tiled_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w
         lanes = lanes_for(gy.itemsize, cg)
         wt = w.reshape(groups, kg, cg, kh * kw).transpose(0, 2, 3, 1).reshape(groups * cg, kh * kw * kg)
         chans = np.arange(kg) // kl * gl.shape[2] * kl + np.arange(kg) % kl
-        dx = _SCATTER[lanes](gl, chans, _weight_lanes(wt, groups, lanes), pos, reach[:kh * kw], wp, padding, hp - 2 * padding[0],
-                             wp - 2 * padding[1], cg)
+        dx = _SCATTER[lanes](gl, chans, _weight_lanes(wt, groups, lanes), pos, reach[:kh * kw], wp, padding,
+                             hp - 2 * padding[0], wp - 2 * padding[1], cg)
     if need_w:
         part = _WEIGHT_PARTIALS[kl](np.ascontiguousarray(x).reshape(-1), gl, cg, hp * wp, pos, reach,
-                                       max(1, WEIGHT_CHUNK // (oh * ow)))
+                                    max(1, WEIGHT_CHUNK // (oh * ow)))
         total = part.sum(axis=0)[:, :, :cg * kh * kw]  # (G, KB, C/G*KH*KW, lanes)
         total = total.transpose(0, 1, 3, 2).reshape(groups, -1, cg * kh * kw)[:, :kg]
         dwt = np.ascontiguousarray(total).reshape(k, cg, kh, kw)
