@@ -110,10 +110,31 @@ def test_scheduler_state_dict():
         s.step()
     opt2 = optim.SGD([mc.nn.Parameter(np.zeros(1))], lr=0.1)
     s2 = optim.lr_scheduler.StepLR(opt2, 2)
+    opt2.load_state_dict(opt.state_dict())  # the rate lives in the optimizer's state, as in PyTorch
     s2.load_state_dict(s.state_dict())
     s.step()
     s2.step()
     assert s.get_last_lr() == s2.get_last_lr() == [0.1 * 0.1 ** 2]
+
+
+@pytest.mark.parametrize("make", [
+    lambda m, o: [m.StepLR(o, 3, 0.5), m.CosineAnnealingLR(o, 5, 0.001)],
+    lambda m, o: [m.MultiStepLR(o, [2, 5, 5], 0.1), m.StepLR(o, 2, 0.9)],
+    lambda m, o: [m.CosineAnnealingLR(o, 3, 0.01), m.CosineAnnealingLR(o, 5)]], ids=["step+cosine", "multistep+step",
+                                                                                 "cosine+cosine"])
+def test_chained_schedulers_compose_as_in_torch(torch_mod, make):
+    """Two schedulers on one optimizer multiply their effects (PyTorch's chainable form); neither overwrites the
+    other's change with its closed form."""
+    torch = torch_mod
+    ours = optim.SGD([mc.nn.Parameter(np.zeros(1))], lr=0.1)
+    theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    s1, s2 = make(optim.lr_scheduler, ours), make(torch.optim.lr_scheduler, theirs)
+    for _ in range(14):
+        theirs.step()
+        for a, b in zip(s1, s2):
+            a.step()
+            b.step()
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-12)
 
 
 @pytest.mark.parametrize("kw", [dict(momentum=0.9), dict(momentum=0.9, dampening=0.3, weight_decay=0.01),

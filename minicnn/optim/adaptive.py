@@ -8,28 +8,37 @@ AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay p -= lr wd 
 import math
 
 from ..backend import xp_of
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_hyper
 
 
 class RMSprop(Optimizer):
+    STATE_ARRAYS = ("square_avg", "momentum_buffer", "grad_avg")
+    STATE_COUNTERS = ("step",)
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False):
-        if lr < 0 or eps < 0 or not 0 <= alpha <= 1:
-            raise ValueError(f"RMSprop: invalid lr={lr}, alpha={alpha} or eps={eps}")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered))
+
+    def check_group(self, group):
+        for name in ("lr", "eps", "weight_decay", "momentum"):
+            check_hyper("RMSprop", name, group[name])
+        check_hyper("RMSprop", "alpha", group["alpha"], high=1.0)
+        if not isinstance(group["centered"], bool):
+            raise TypeError(f"RMSprop: centered must be True or False, got {group['centered']!r}")
+
+    def required_state(self, group):
+        return ("step", "square_avg") + ("momentum_buffer",) * bool(group["momentum"]) + \
+            ("grad_avg",) * group["centered"]
 
     def update(self, group, p, g, state):
         xp = xp_of(g)
         if group["weight_decay"]:
             g = g + group["weight_decay"] * p.data
         a = group["alpha"]
-        if not state:
-            state["step"] = 0
-            state["square_avg"] = xp.zeros_like(p.data)
-            if group["momentum"]:
-                state["momentum_buffer"] = xp.zeros_like(p.data)
-            if group["centered"]:
-                state["grad_avg"] = xp.zeros_like(p.data)
+        state.setdefault("step", 0)
+        for name in self.required_state(group)[1:]:  # zeros before the first step (or a newly switched-on option)
+            if name not in state:
+                state[name] = xp.zeros_like(p.data)
         state["step"] += 1
         sq = state["square_avg"]
         sq *= a
@@ -52,11 +61,25 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     decoupled = False
+    STATE_ARRAYS = ("exp_avg", "exp_avg_sq")
+    STATE_COUNTERS = ("step",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
-        if lr < 0 or eps < 0 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"{type(self).__name__}: invalid lr={lr}, betas={betas} or eps={eps}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def check_group(self, group):
+        name = type(self).__name__
+        for key in ("lr", "eps", "weight_decay"):
+            check_hyper(name, key, group[key])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{name}: betas must be a pair of numbers, got {betas!r}")
+        for b in betas:
+            check_hyper(name, "each of betas", b, high=1.0, high_open=True)
+        group["betas"] = tuple(betas)
+
+    def required_state(self, group):
+        return ("step", "exp_avg", "exp_avg_sq")
 
     def update(self, group, p, g, state):
         xp = xp_of(g)
@@ -66,9 +89,7 @@ class Adam(Optimizer):
         elif wd:
             g = g + wd * p.data
         if not state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         m *= b1

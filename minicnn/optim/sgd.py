@@ -1,21 +1,29 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay (PyTorch's rule):
 d = g + wd p;  b = mu b + (1 - dampening) d  (b = d at the first step);  p -= lr (d + mu b if nesterov else b)."""
 from ..backend import xp_of
-from ..functional._utils import kernels_for
-from .optimizer import Optimizer
+from ..functional._utils import check_float, kernels_for
+from .optimizer import Optimizer, check_hyper
 
 
 class SGD(Optimizer):
+    STATE_ARRAYS = ("momentum_buffer",)  # absent until the first step with momentum
+
     def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
+    def check_group(self, group):
+        for name in ("lr", "momentum", "weight_decay"):
+            check_hyper("SGD", name, group[name])
+        check_hyper("SGD", "dampening", group["dampening"], high=1.0)
+        if not isinstance(group["nesterov"], bool):
+            raise TypeError(f"SGD: nesterov must be True or False, got {group['nesterov']!r}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+
     def update(self, group, p, grad, state):
         """One fused kernel pass per parameter (kernels_cpu/optim.py, kernels/optim.cu), in p's dtype."""
+        check_float("SGD.step", p.data)
         xp, t = xp_of(p.data), p.data.dtype.type
         if not p.data.flags.c_contiguous:
             p.data = xp.ascontiguousarray(p.data)
