@@ -116,7 +116,15 @@ class Tensor:
         return self._ctx is None
 
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len: a 0-d tensor has no length")
         return len(self.data)
+
+    def __iter__(self):
+        """Iterate over the first axis, like a list of rows (each a Tensor, in the graph if self is)."""
+        if self.data.ndim == 0:
+            raise TypeError("iter: iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
@@ -140,6 +148,31 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(f"item: expected a tensor with one element, got shape {self.shape}")
         return self.numpy().reshape(()).item()
+
+    def __float__(self):
+        if self.data.size != 1:
+            raise ValueError(f"float: only a tensor with one element converts to a Python float, got shape {self.shape}")
+        return float(self.item())
+
+    def __int__(self):
+        if self.data.size != 1:
+            raise ValueError(f"int: only a tensor with one element converts to a Python int, got shape {self.shape}")
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.size != 1 or self.dtype.kind not in "iu":
+            raise TypeError(f"index: only an integer tensor with one element can be used as an index, got "
+                            f"{self.dtype} of shape {self.shape}")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        """np.array(t) and np.asarray(t): a host array of the tensor's values."""
+        if copy is False and backend.is_gpu_array(self.data):
+            raise ValueError("array: a GPU tensor cannot be viewed as a NumPy array without a copy")
+        out = self.numpy()
+        if dtype is not None:
+            out = out.astype(dtype, copy=False)
+        return out.copy() if copy else out
 
     def tolist(self):
         return self.numpy().tolist()
@@ -288,8 +321,38 @@ class Function:
 def _accumulate(leaf, grad):
     if leaf.grad is None:  # a copy: backward may hand one array to several inputs, or a read-only broadcast view
         leaf.grad = Tensor(grad.copy())
-    else:
-        leaf.grad = Tensor(leaf.grad.data + grad)
+        return
+    held = leaf.grad.data if isinstance(leaf.grad, Tensor) else None
+    if held is None or held.shape != grad.shape or backend.device_of(held) != backend.device_of(grad):
+        raise ValueError(f"backward: the tensor's .grad holds {type(leaf.grad).__name__} of shape "
+                         f"{getattr(held, 'shape', None)}, which cannot take a gradient of shape {tuple(grad.shape)} "
+                         f"on {backend.device_of(grad)}; set .grad to None first")
+    leaf.grad = Tensor(held + grad.astype(held.dtype, copy=False))
+
+
+def _checked_grads(node, in_grads):
+    """The gradients a Function's backward returned, one per input, each an array of its input's shape, dtype and
+    device: a wrong one would reach the next kernel unchecked."""
+    name = type(node).__name__
+    if not isinstance(in_grads, tuple):
+        in_grads = (in_grads,)
+    if len(in_grads) != len(node.inputs):
+        raise ValueError(f"{name}.backward: returned {len(in_grads)} gradients for {len(node.inputs)} inputs")
+    out = []
+    for i, (t, gi, need) in enumerate(zip(node.inputs, in_grads, node.needs_input_grad)):
+        if not need or gi is None:
+            out.append(None)
+            continue
+        if not hasattr(gi, "shape") or not hasattr(gi, "dtype") or backend.xp_of(gi) is not backend.xp_of(t.data):
+            raise ValueError(f"{name}.backward: the gradient of input {i} must be a {type(t.data).__name__}, "
+                             f"got {type(gi).__name__}")
+        if tuple(gi.shape) != t.data.shape:
+            raise ValueError(f"{name}.backward: the gradient of input {i} has shape {tuple(gi.shape)}, expected "
+                             f"{t.data.shape} (the input's shape)")
+        if gi.dtype != t.data.dtype:
+            gi = gi.astype(t.data.dtype)
+        out.append(gi)
+    return out
 
 
 def _topological_order(root):
@@ -320,14 +383,9 @@ def run_backward(root, grad, retain_graph=False):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        in_grads = node.backward(g)
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        for t, gi, need in zip(node.inputs, in_grads, node.needs_input_grad):
-            if not need or gi is None:
+        for t, gi in zip(node.inputs, _checked_grads(node, node.backward(g))):
+            if gi is None:
                 continue
-            if gi.dtype != t.data.dtype:
-                gi = gi.astype(t.data.dtype)
             if t._ctx is None:
                 _accumulate(t, gi)
             else:
