@@ -21,7 +21,9 @@ __device__ void ce_fwd(const T* __restrict__ x, const long long* __restrict__ y,
         lse[idx] = (T)l;
         const long long label = y[idx];
         if (label < 0 || label >= C) { loss[idx] = (T)__longlong_as_double(0x7ff8000000000000ULL); continue; }  // NaN
-        loss[idx] = (T)(-(1.0 - eps) * ((double)row[label] - l) - eps * (sum_x / C - l));
+        // the smoothing term only when eps > 0: a -inf logit makes it -inf, and 0 * -inf would be NaN
+        const double smooth = eps != 0.0 ? eps * (sum_x / C - l) : 0.0;
+        loss[idx] = (T)(-(1.0 - eps) * ((double)row[label] - l) - smooth);
     }
 }
 

@@ -233,7 +233,7 @@ def batch_norm_backward(g, x, mean, invstd, weight, training):
 def lrn_forward(x, size, alpha, beta, k):
     x = cp.ascontiguousarray(x)
     y, s = cp.empty_like(x), cp.empty_like(x)
-    l = x.size // (x.shape[0] * x.shape[1])
+    l = x.size // max(x.shape[0] * x.shape[1], 1)
     _launch("norm.cu", "lrn_forward", x.dtype, x.size, x, y, s, np.int64(x.size), np.int32(x.shape[1]),
             np.int64(l), np.int32(size), np.float64(alpha), np.float64(beta), np.float64(k))
     return y, s
@@ -242,7 +242,7 @@ def lrn_forward(x, size, alpha, beta, k):
 def lrn_backward(g, x, s, size, alpha, beta):
     g = cp.ascontiguousarray(g)
     dx = cp.empty_like(x)
-    l = x.size // (x.shape[0] * x.shape[1])
+    l = x.size // max(x.shape[0] * x.shape[1], 1)
     _launch("norm.cu", "lrn_backward", x.dtype, x.size, g, x, s, dx, np.int64(x.size), np.int32(x.shape[1]),
             np.int64(l), np.int32(size), np.float64(alpha), np.float64(beta))
     return dx

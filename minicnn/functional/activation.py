@@ -5,7 +5,8 @@ the answer.
 """
 from ..autograd import Function
 from ..backend import xp_of
-from ._utils import kernels_for
+from ._utils import axis_index, check_float, kernels_for
+from .math import as_floating
 
 
 class LeakyReLU(Function):
@@ -16,6 +17,7 @@ class LeakyReLU(Function):
         self.slope = negative_slope
 
     def forward(self, x):
+        check_float("relu" if self.slope == 0 else "leaky_relu", x)
         self.x = x
         return kernels_for(x).leaky_relu_forward(x, x.dtype.type(self.slope))
 
@@ -27,7 +29,7 @@ class Sigmoid(Function):
     """1 / (1 + e^-x), computed without overflow for large |x|; d/dx = s (1 - s)."""
 
     def forward(self, x):
-        xp = xp_of(x)
+        xp, x = xp_of(x), as_floating(x)
         e = xp.exp(-xp.abs(x))
         self.out = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
         return self.out
@@ -38,16 +40,11 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     def forward(self, x):
-        self.out = xp_of(x).tanh(x)
+        self.out = xp_of(x).tanh(as_floating(x))
         return self.out
 
     def backward(self, g):
         return g * (1 - self.out * self.out)
-
-
-def _check_axis(name, x, axis):
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"{name}: axis {axis} is out of range for a tensor with {x.ndim} dimensions")
 
 
 class Softmax(Function):
@@ -57,7 +54,8 @@ class Softmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        _check_axis("softmax", x, self.axis)
+        check_float("softmax", x, kernel=False)
+        self.axis = axis_index("softmax", self.axis, x.ndim) if x.ndim else None
         e = xp_of(x).exp(x - x.max(axis=self.axis, keepdims=True))
         self.out = e / e.sum(axis=self.axis, keepdims=True)
         return self.out
@@ -73,7 +71,8 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        _check_axis("log_softmax", x, self.axis)
+        check_float("log_softmax", x, kernel=False)
+        self.axis = axis_index("log_softmax", self.axis, x.ndim) if x.ndim else None
         xp = xp_of(x)
         shifted = x - x.max(axis=self.axis, keepdims=True)
         self.out = shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
@@ -88,6 +87,8 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01):
+    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
     return LeakyReLU.apply(x, negative_slope=negative_slope)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import device_of, xp_of
-from ._utils import check_4d, kernels_for, pair
+from ._utils import check_4d, is_int, kernels_for, pair
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}
 DIRECT_TAPS = 32  # at most this many inputs per output (C/G*KH*KW), at stride 1: the direct kernels
@@ -50,7 +50,7 @@ class Conv2d(Function):
         self.stride = pair("conv2d", "stride", stride, 1)
         self.padding = pair("conv2d", "padding", padding, 0)
         self.dilation = pair("conv2d", "dilation", dilation, 1)
-        if not isinstance(groups, int) or groups < 1:
+        if not is_int(groups) or groups < 1:
             raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
         self.groups = groups
 
@@ -81,6 +81,11 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         self.out_hw = self._check(x, w, b)
+        self.x, self.w, self.has_bias = x, w, b is not None
+        self.empty = x.size == 0 or w.size == 0  # every sum is empty: y is the bias, and no kernel runs
+        if self.empty:
+            y = xp_of(x).zeros((x.shape[0], w.shape[0], *self.out_hw), dtype=x.dtype)
+            return y if b is None else y + b.reshape(-1, 1, 1)
         self.direct = self.stride == (1, 1) and (
             w.shape[1] * w.shape[2] * w.shape[3] <= DIRECT_TAPS
             or (device_of(x).type == "cpu" and self.out_hw[0] * self.out_hw[1] >= TILED_POSITIONS))
@@ -88,7 +93,6 @@ class Conv2d(Function):
             y = self._direct_forward(x, w, b)
         else:
             y = _correlate(x, w, self.stride, self.padding, self.dilation, self.groups, self.out_hw, b)
-        self.x, self.w, self.has_bias = x, w, b is not None
         return y
 
     def _dx_by_convolution(self, c, k, gy):
@@ -111,7 +115,9 @@ class Conv2d(Function):
                                                    self.dilation, *self.needs_input_grad[:2])
 
     def backward(self, gy):
-        if self.direct:
+        if self.empty:
+            grads = (xp_of(gy).zeros_like(self.x), xp_of(gy).zeros_like(self.w))
+        elif self.direct:
             grads = self._direct_backward(gy)
         else:
             grads = self._im2col_backward(gy)
@@ -180,6 +186,8 @@ class _Layout:
         per_image = c * self.kh * self.kw * self.out_hw[0] * self.width * self.itemsize
         most = max(1, CHUNK_BYTES[self.device] // max(per_image, 1))
         count = -(-n // most)
+        if count == 0:  # an empty batch
+            return []
         bounds = [n * i // count for i in range(count + 1)]
         return list(zip(bounds[:-1], bounds[1:]))
 

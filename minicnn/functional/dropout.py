@@ -1,8 +1,8 @@
 """Inverted dropout (Srivastava et al. 2014): in training each value is zeroed with probability p and the rest are
 scaled by 1 / (1 - p), so evaluation is the identity."""
 from .. import backend
-from ..autograd import Function
-from ._utils import kernels_gpu
+from ..autograd import Function, Tensor
+from ._utils import check_float, kernels_gpu
 
 
 class Dropout(Function):
@@ -27,8 +27,10 @@ class Dropout(Function):
 
 
 def dropout(x, p=0.5, training=True):
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must lie in [0, 1], got {p}")
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must lie in [0, 1], got {p!r}")
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    check_float("dropout", x.data, kernel=backend.is_gpu_array(x.data))
     if not training or p == 0.0:
         return x
     return Dropout.apply(x, p=p)

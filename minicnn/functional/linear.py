@@ -1,11 +1,14 @@
 """Fully connected layer: y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch."""
 from ..autograd import Function
+from ._utils import check_float
 
 
 class Linear(Function):
     """dx = g W, dW = g^T x, db = sum g over the batch."""
 
     def forward(self, x, w, b=None):
+        check_float("linear", x, kernel=False)
+        check_float("linear", w, kernel=False)
         if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
             raise ValueError(f"linear: expected input (..., {w.shape[-1] if w.ndim else '?'}) for weight "
                              f"{tuple(w.shape)}, got input {tuple(x.shape)}")

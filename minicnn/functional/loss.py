@@ -4,12 +4,13 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import is_gpu_array, xp_of
-from ._utils import kernels_gpu
+from ._utils import check_float, kernels_gpu
 
 
 def _check_targets(name, scores, target, check_range=True):
-    if scores.ndim != 2:
-        raise ValueError(f"{name}: expected scores of shape (N, C), got {tuple(scores.shape)}")
+    if scores.ndim != 2 or scores.shape[1] == 0:
+        raise ValueError(f"{name}: expected scores of shape (N, C) with C >= 1, got {tuple(scores.shape)}")
+    check_float(name, scores, kernel=is_gpu_array(scores))
     if target.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected integer class labels, got dtype {target.dtype}")
     if target.shape != scores.shape[:1]:
@@ -28,7 +29,7 @@ class CrossEntropy(Function):
         self.target, self.eps = target, label_smoothing
 
     def forward(self, x):
-        if not 0.0 <= self.eps <= 1.0:
+        if not isinstance(self.eps, (int, float)) or isinstance(self.eps, bool) or not 0.0 <= self.eps <= 1.0:
             raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {self.eps}")
         xp = xp_of(x)
         if is_gpu_array(x):  # one CUDA kernel per row forward, one per element backward
@@ -41,7 +42,9 @@ class CrossEntropy(Function):
         self.prob = xp.exp(logp)
         rows = xp.arange(n)
         picked = logp[rows, self.target]
-        loss = -(1 - self.eps) * picked - self.eps * logp.mean(axis=1)
+        loss = -(1 - self.eps) * picked
+        if self.eps:  # only then: a -inf logit makes the mean -inf, and 0 * -inf would be NaN
+            loss = loss - self.eps * logp.mean(axis=1)
         return loss.mean() if n else xp.asarray(xp.nan, dtype=x.dtype)
 
     def backward(self, g):
@@ -86,18 +89,28 @@ def _labels(name, target, scores, range_check_on_device=True):
     return xp_of(scores.data).asarray(data)
 
 
+def _tensor(v):
+    return v if isinstance(v, Tensor) else Tensor(v)
+
+
 def cross_entropy(logits, target, label_smoothing=0.0):
     """Mean softmax cross-entropy of (N, C) logits against integer labels (N,)."""
+    logits = _tensor(logits)
     return CrossEntropy.apply(logits, target=_labels("cross_entropy", target, logits, range_check_on_device=False),
                               label_smoothing=label_smoothing)
 
 
 def hinge_loss(scores, target, margin=1.0):
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool):
+        raise TypeError(f"hinge_loss: margin must be a number, got {margin!r}")
+    scores = _tensor(scores)
     return HingeLoss.apply(scores, target=_labels("hinge_loss", target, scores), margin=margin)
 
 
 def mse_loss(input, target):
     """mean((input - target)^2)."""
+    input = _tensor(input)
+    check_float("mse_loss", input.data, kernel=False)
     t = target if isinstance(target, Tensor) else Tensor(xp_of(input.data).asarray(target, dtype=input.dtype))
     if input.shape != t.shape:
         raise ValueError(f"mse_loss: input and target must have one shape, got {input.shape} and {t.shape}")

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import xp_of
+from ._utils import axis_index, check_float
 
 
 def unbroadcast(grad, shape):
@@ -20,17 +21,61 @@ def unbroadcast(grad, shape):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _pair(a, b):
-    """Tensors for a binary op: a Python number or array takes the dtype and device of the Tensor operand
-    (so `x * 2.0` stays float32); a NumPy array keeps its dtype and follows NumPy promotion."""
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}  # bool < integer < floating < complex
+_SCALAR_DTYPE = {0: np.bool_, 1: np.int64, 2: np.float32, 3: np.complex64}  # PyTorch's defaults for Python numbers
+
+
+def _is_scalar(v):
+    return isinstance(v, (bool, int, float, complex, np.generic))
+
+
+def result_dtype(a, b):
+    """PyTorch's type promotion for a binary op: a higher category (bool < integer < floating < complex) wins;
+    within one category the wider dtype wins, except that a Python number or a 0-d tensor never widens a tensor
+    with dimensions (`uint8_tensor * (1/255)` is float32; `float32_tensor * 2.0` stays float32)."""
+    def rank(v):  # (category, priority): numbers 0, 0-d arrays 1, arrays with dimensions 2
+        if _is_scalar(v):
+            kinds = ((bool, np.bool_), (int, np.integer), (float, np.floating))
+            return next((cat for cat, types in enumerate(kinds) if isinstance(v, types)), 3), 0
+        return _CATEGORY[v.dtype.kind], 1 + (v.ndim > 0)
+    (ca, pa), (cb, pb) = rank(a), rank(b)
+    if ca != cb:
+        (cat, priority), v = ((ca, pa), a) if ca > cb else ((cb, pb), b)
+        return v.dtype if priority else np.dtype(_SCALAR_DTYPE[cat])
+    if pa != pb:
+        return a.dtype if pa > pb else b.dtype
+    return np.promote_types(a.dtype, b.dtype)
+
+
+def _pair(a, b, name, floating=False):
+    """Tensors for a binary op, both of the promoted dtype (`result_dtype`; with floating=True an integer result
+    becomes float32, as true division does). A Python number, NumPy array or list goes to the Tensor operand's
+    device."""
     ref = a if isinstance(a, Tensor) else b
-    def conv(v):
+    xp = xp_of(ref.data)
+
+    def operand(v):
         if isinstance(v, Tensor):
             return v
-        if isinstance(v, (int, float, bool, np.generic)) or (isinstance(v, np.ndarray) and v.dtype.kind in "biu"):
-            return Tensor(xp_of(ref.data).asarray(v, dtype=ref.dtype))
-        return Tensor(xp_of(ref.data).asarray(v))
-    return conv(a), conv(b)
+        if not _is_scalar(v):
+            v = xp.asarray(v)
+            if v.dtype.kind not in "buifc":
+                raise TypeError(f"{name}: expected a Tensor, a number or a numeric array, got dtype {v.dtype}")
+        return v
+
+    a, b = operand(a), operand(b)
+    dtype = result_dtype(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b)
+    if floating and dtype.kind in "biu":
+        dtype = np.dtype(np.float32)
+
+    def cast(v):
+        if isinstance(v, Tensor):
+            return v if v.dtype == dtype else v.to(dtype=dtype)
+        try:
+            return Tensor(xp.asarray(v, dtype=dtype))
+        except OverflowError:
+            raise ValueError(f"{name}: {v!r} does not fit in the tensor's dtype {dtype}") from None
+    return cast(a), cast(b)
 
 
 def _binary_check(name, a, b):
@@ -86,7 +131,8 @@ class Div(Function):
 
 
 class Pow(Function):
-    """a ** b for two tensors: d/da = b a^(b-1), d/db = a^b log a."""
+    """a ** b for two tensors: d/da = b a^(b-1), d/db = a^b log a. As in PyTorch, d/da is 0 where b = 0 and d/db is
+    0 where a = 0 and b >= 0 (0 ** b is flat in b there), so 0 ** y is not NaN."""
 
     def forward(self, a, b):
         _binary_check("pow", a, b)
@@ -95,18 +141,18 @@ class Pow(Function):
         return self.out
 
     def backward(self, g):
-        xp = xp_of(g)
-        da = unbroadcast(g * self.b * self.a ** (self.b - 1), self.a.shape) if self.needs_input_grad[0] else None
-        db = None
-        if self.needs_input_grad[1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_a = xp.where(self.a > 0, xp.log(xp.where(self.a > 0, self.a, 1)), xp.nan)
-            db = unbroadcast(g * self.out * log_a, self.b.shape)
+        xp, a, b = xp_of(g), self.a, self.b
+        da = db = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                da = unbroadcast(xp.where(b == 0, 0, g * b * a ** (b - 1)), a.shape)
+            if self.needs_input_grad[1]:
+                db = unbroadcast(xp.where((a == 0) & (b >= 0), 0, g * self.out * xp.log(a)), b.shape)
         return da, db
 
 
 class PowConst(Function):
-    """a ** p for a constant exponent p: d/da = p a^(p-1)."""
+    """a ** p for a constant exponent p: d/da = p a^(p-1) (0 for p = 0)."""
 
     def __init__(self, exponent):
         self.p = exponent
@@ -116,6 +162,8 @@ class PowConst(Function):
         return a ** a.dtype.type(self.p)
 
     def backward(self, g):
+        if self.p == 0:
+            return xp_of(g).zeros_like(g)
         return g * self.p * self.a ** self.a.dtype.type(self.p - 1)
 
 
@@ -127,9 +175,14 @@ class Neg(Function):
         return -g
 
 
+def as_floating(a):
+    """An integer or bool array as float32 (PyTorch's default dtype), for ops whose result is never an integer."""
+    return a if a.dtype.kind in "fc" else a.astype(np.float32)
+
+
 class Exp(Function):
     def forward(self, a):
-        self.out = xp_of(a).exp(a)
+        self.out = xp_of(a).exp(as_floating(a))
         return self.out
 
     def backward(self, g):
@@ -138,8 +191,8 @@ class Exp(Function):
 
 class Log(Function):
     def forward(self, a):
-        self.a = a
-        return xp_of(a).log(a)
+        self.a = as_floating(a)
+        return xp_of(a).log(self.a)
 
     def backward(self, g):
         return g / self.a
@@ -147,7 +200,7 @@ class Log(Function):
 
 class Sqrt(Function):
     def forward(self, a):
-        self.out = xp_of(a).sqrt(a)
+        self.out = xp_of(a).sqrt(as_floating(a))
         return self.out
 
     def backward(self, g):
@@ -155,16 +208,14 @@ class Sqrt(Function):
 
 
 def _axes(axis, ndim, name):
-    """Normalise an axis argument to a sorted tuple of non-negative axes."""
+    """Normalise an axis argument (None, an int or a sequence of ints) to a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = []
-    for ax in axes:
-        if not -ndim <= ax < builtins.max(ndim, 1):
-            raise ValueError(f"{name}: axis {ax} is out of range for a tensor with {ndim} dimensions")
-        out.append(ax % builtins.max(ndim, 1))
-    return tuple(sorted(set(out)))
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    out = [axis_index(name, ax, ndim) for ax in axes]
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: axis {axis} names an axis twice")
+    return tuple(sorted(out))
 
 
 def _expand(g, axes, keepdims):
@@ -193,6 +244,7 @@ class Mean(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, a):
+        check_float("mean", a, kernel=False)
         self.axes, self.shape = _axes(self.axis, a.ndim, "mean"), a.shape
         self.count = int(np.prod([a.shape[i] for i in self.axes]))
         return a.mean(axis=self.axes, keepdims=self.keepdims)
@@ -249,25 +301,33 @@ class MatMul(Function):
 
 
 def add(a, b):
-    return Add.apply(*_pair(a, b))
+    return Add.apply(*_pair(a, b, "add"))
 
 
 def sub(a, b):
-    return Sub.apply(*_pair(a, b))
+    return Sub.apply(*_pair(a, b, "sub"))
 
 
 def mul(a, b):
-    return Mul.apply(*_pair(a, b))
+    return Mul.apply(*_pair(a, b, "mul"))
 
 
 def div(a, b):
-    return Div.apply(*_pair(a, b))
+    """True division: integers divide as float32, like PyTorch."""
+    return Div.apply(*_pair(a, b, "div", floating=True))
 
 
 def pow(a, b):
+    """a ** b; an integer base to a negative integer power is an error, as in PyTorch and NumPy."""
     if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return PowConst.apply(a, exponent=b)
-    return Pow.apply(*_pair(a, b))
+        dtype = result_dtype(a.data, b)
+        if dtype.kind in "iu" and b < 0:
+            raise ValueError(f"pow: integers to negative integer powers are not allowed, got {a.dtype} ** {b}")
+        return PowConst.apply(a if dtype == a.dtype else a.to(dtype=dtype), exponent=b)
+    a, b = _pair(a, b, "pow")
+    if a.dtype.kind in "iu" and (b.data < 0).any():
+        raise ValueError(f"pow: integers to negative integer powers are not allowed, got {a.dtype} ** {b.dtype}")
+    return Pow.apply(a, b)
 
 
 def neg(a):
@@ -299,4 +359,4 @@ def max(a, axis=None, keepdims=False):
 
 
 def matmul(a, b):
-    return MatMul.apply(*_pair(a, b))
+    return MatMul.apply(*_pair(a, b, "matmul"))

@@ -10,9 +10,11 @@ evaluation uses the running statistics. Fused backward, with M values per channe
 LRN (Krizhevsky et al. 2012), PyTorch's form: with S_c = k + alpha/size * sum of x^2 over the channels
 c - size//2 .. c + (size-1)//2 (zeros beyond the edges),  y_c = x_c / S_c^beta.
 """
+import numpy as np
+
 from ..autograd import Function, Tensor
-from ..backend import is_gpu_array, xp_of
-from ._utils import kernels_for, kernels_gpu
+from ..backend import device_of, is_gpu_array, xp_of
+from ._utils import FLOAT_KERNEL_DTYPES, check_float, kernels_for, kernels_gpu
 
 
 class BatchNorm(Function):
@@ -25,20 +27,27 @@ class BatchNorm(Function):
         self.training, self.momentum, self.eps = training, momentum, eps
 
     def _check(self, x, affine):
-        if x.ndim not in (2, 3, 4):
-            raise ValueError(f"batch_norm: expected input (N, C), (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
+        if x.ndim not in (2, 3, 4) or x.shape[1] == 0:
+            raise ValueError(f"batch_norm: expected input (N, C), (N, C, L) or (N, C, H, W) with C >= 1, got "
+                             f"{tuple(x.shape)}")
+        check_float("batch_norm", x)
+        if (self.rm is None) != (self.rv is None):
+            raise ValueError("batch_norm: give both running_mean and running_var, or neither")
         c = x.shape[1]
         names = ("weight", "bias")[int(not self.has_weight):]
         for name, t in (("running_mean", self.rm), ("running_var", self.rv)) + tuple(zip(names, affine)):
-            if t is not None and tuple(t.shape) != (c,):
-                raise ValueError(f"batch_norm: expected {name} of shape ({c},) for input {tuple(x.shape)}, "
-                                 f"got {tuple(t.shape)}")
+            if t is None:
+                continue
+            if tuple(t.shape) != (c,) or t.dtype not in FLOAT_KERNEL_DTYPES or device_of(t) != device_of(x):
+                raise ValueError(f"batch_norm: expected {name} of shape ({c},), float32 or float64, on {device_of(x)} "
+                                 f"for input {tuple(x.shape)}, got shape {tuple(t.shape)}, {t.dtype}, on "
+                                 f"{device_of(t)}")
 
     def forward(self, x, *affine):
         self._check(x, affine)
         xp, kern = xp_of(x), kernels_for(x)
         c = x.shape[1]
-        x3 = xp.ascontiguousarray(x).reshape(x.shape[0], c, -1)
+        x3 = xp.ascontiguousarray(x).reshape(x.shape[0], c, int(np.prod(x.shape[2:])))
         m = x3.shape[0] * x3.shape[2]
         if self.training:
             if m < 2:
@@ -72,7 +81,13 @@ class BatchNorm(Function):
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """Batch normalisation; running_mean/running_var (Tensors or None) are updated in place when training."""
+    """Batch normalisation; running_mean/running_var (Tensors or None) are updated in place when training.
+    momentum is a number in [0, 1] (the BatchNorm layers turn momentum=None into a cumulative average)."""
+    if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0 <= momentum <= 1:
+        raise TypeError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r} (the BatchNorm layers "
+                        "take momentum=None for a cumulative average)")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        raise ValueError(f"batch_norm: eps must be a positive number, got {eps!r}")
     rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
     rv = running_var.data if isinstance(running_var, Tensor) else running_var
     affine = [t for t in (weight, bias) if t is not None]
@@ -92,14 +107,17 @@ def _window_sum(a, lo, hi):
 
 class LocalResponseNorm(Function):
     def __init__(self, size, alpha, beta, k):
-        if not isinstance(size, int) or size < 1:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (alpha, beta, k)):
+            raise TypeError(f"local_response_norm: alpha, beta and k must be numbers, got {alpha!r}, {beta!r}, {k!r}")
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x):
         if x.ndim < 3:
             raise ValueError(f"local_response_norm: expected input (N, C, ...) with at least 3 dimensions, "
                              f"got {tuple(x.shape)}")
+        check_float("local_response_norm", x)
         self.x = x
         if is_gpu_array(x):
             y, self.s = kernels_gpu().lrn_forward(x, self.size, self.alpha, self.beta, self.k)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import xp_of
-from ._utils import check_4d, kernels_for, pair
+from ._utils import check_4d, check_float, kernels_for, pair
 
 
 def pool_output_size(n, kernel, stride, padding, ceil_mode):
@@ -29,12 +29,15 @@ class _Pool2d(Function):
         self.kernel = pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = self.kernel if stride is None else pair(self.name, "stride", stride, 1)
         self.padding = pair(self.name, "padding", padding, 0)
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"{self.name}: ceil_mode must be True or False, got {ceil_mode!r}")
         self.ceil_mode = ceil_mode
         if any(2 * p > k for p, k in zip(self.padding, self.kernel)):
             raise ValueError(f"{self.name}: padding {self.padding} must be at most half of kernel_size {self.kernel}")
 
     def _sizes(self, x):
         check_4d(self.name, x)
+        check_float(self.name, x)
         h, w = x.shape[2:]
         if any(n + 2 * p < k for n, p, k in zip((h, w), self.padding, self.kernel)):
             raise ValueError(f"{self.name}: kernel {self.kernel} is larger than the padded input {(h, w)} + "
@@ -81,7 +84,11 @@ class GlobalPool2d(Function):
         self.mode = mode
 
     def forward(self, x):
-        check_4d(f"global_{self.mode}_pool2d", x)
+        name = f"global_{self.mode}_pool2d"
+        check_4d(name, x)
+        check_float(name, x)
+        if x.shape[2] * x.shape[3] == 0:
+            raise ValueError(f"{name}: expected feature maps of at least one pixel, got input {tuple(x.shape)}")
         self.x_shape = x.shape
         kern = kernels_for(x)
         if self.mode == "avg":
@@ -114,6 +121,10 @@ class AdaptiveAvgPool2d(Function):
 
     def forward(self, x):
         check_4d("adaptive_avg_pool2d", x)
+        check_float("adaptive_avg_pool2d", x, kernel=False)
+        if x.shape[2] * x.shape[3] == 0:
+            raise ValueError(f"adaptive_avg_pool2d: expected feature maps of at least one pixel, got input "
+                             f"{tuple(x.shape)}")
         xp = xp_of(x)
         self.ah = xp.asarray(_adaptive_matrix(x.shape[2], self.output_size[0], x.dtype))
         self.aw = xp.asarray(_adaptive_matrix(x.shape[3], self.output_size[1], x.dtype))

@@ -5,6 +5,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Function, Tensor
 from ..backend import xp_of
+from ._utils import axis_index, is_int
 
 
 class Reshape(Function):
@@ -13,6 +14,8 @@ class Reshape(Function):
 
     def forward(self, a):
         self.in_shape = a.shape
+        if not all(is_int(n) and n >= -1 for n in self.shape) or sum(n == -1 for n in self.shape) > 1:
+            raise ValueError(f"reshape: the shape must be ints >= 0 with at most one -1, got {self.shape}")
         try:
             return a.reshape(self.shape)
         except ValueError:
@@ -30,9 +33,11 @@ class Transpose(Function):
 
     def forward(self, a):
         axes = self.axes or tuple(range(a.ndim))[::-1]
-        if sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)) or len(axes) != a.ndim:
+        if len(axes) != a.ndim or not all(is_int(ax) and -a.ndim <= ax < a.ndim for ax in axes) or \
+                sorted(ax % a.ndim for ax in axes) != list(range(a.ndim)):
             raise ValueError(f"transpose: axes {self.axes} are not a permutation of {a.ndim} axes")
-        self.inverse = tuple(np.argsort([ax % a.ndim for ax in axes]))
+        axes = tuple(int(ax) % a.ndim for ax in axes)
+        self.inverse = tuple(np.argsort(axes))
         return a.transpose(axes)
 
     def backward(self, g):
@@ -57,8 +62,8 @@ class GetItem(Function):
         self.shape, self.dtype = a.shape, a.dtype
         try:
             return a[self.index]
-        except IndexError as e:
-            raise ValueError(f"getitem: index {self.index!r} is invalid for shape {tuple(a.shape)}: {e}") from None
+        except IndexError as e:  # an IndexError still, so that iteration and `in` stop at the end as in Python
+            raise IndexError(f"getitem: index {self.index!r} is invalid for shape {tuple(a.shape)}: {e}") from None
 
     def backward(self, g):
         xp = xp_of(g)
@@ -79,7 +84,9 @@ class Cat(Function):
 
     def forward(self, *arrays):
         ref = arrays[0]
-        axis = self.axis % ref.ndim if ref.ndim else 0
+        if ref.ndim == 0:
+            raise ValueError("cat: zero-dimensional tensors cannot be concatenated (use stack)")
+        axis = axis_index("cat", self.axis, ref.ndim)
         for a in arrays[1:]:
             if a.ndim != ref.ndim or any(a.shape[i] != ref.shape[i] for i in range(ref.ndim) if i != axis):
                 raise ValueError(f"cat: shapes must match except along axis {self.axis}, "
@@ -99,7 +106,7 @@ class Stack(Function):
     def forward(self, *arrays):
         if any(a.shape != arrays[0].shape for a in arrays):
             raise ValueError(f"stack: all tensors must have one shape, got {[tuple(x.shape) for x in arrays]}")
-        self.axis = self.axis % (arrays[0].ndim + 1)
+        self.axis = axis_index("stack", self.axis, arrays[0].ndim + 1, of="the stacked result")
         return xp_of(arrays[0]).stack(arrays, axis=self.axis)
 
     def backward(self, g):
@@ -142,7 +149,7 @@ def transpose(a, *axes):
 
 def flatten(a, start_axis=0):
     """Merge the axes from `start_axis` on into one (start_axis=1 keeps the batch axis)."""
-    start = start_axis % max(a.ndim, 1)
+    start = axis_index("flatten", start_axis, a.ndim)
     return reshape(a, *a.shape[:start], -1)
 
 

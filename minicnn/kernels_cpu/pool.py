@@ -16,8 +16,8 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """Max over each window (padding counts as -inf); `argmax` keeps the flat index y*W + x of the first maximum
     (a NaN wins, as in PyTorch). The 2x2 windows at stride 2 without padding of LeNet and VGG have a kernel of
     their own, 2.5-4.5x faster (benchmarks/RESULTS.md)."""
-    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
-        return _max_pool_2x2(x, oh, ow)
+    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) and 2 * oh <= x.shape[2] and 2 * ow <= x.shape[3]:
+        return _max_pool_2x2(x, oh, ow)  # every window whole (not ceil_mode's last one on an odd size)
     return _max_pool(x, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
