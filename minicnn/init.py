@@ -45,6 +45,11 @@ def _fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
+def _std(gain, fan):
+    """gain / sqrt(fan); a tensor without elements (fan 0) has nothing to fill, as in PyTorch."""
+    return gain / math.sqrt(fan) if fan else 0.0
+
+
 def uniform_(tensor, a=0.0, b=1.0):
     return _fill(tensor, a + (b - a) * backend.uniform(tensor.shape, np.float64))
 
@@ -67,29 +72,29 @@ def ones_(tensor):
 
 
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
-    return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
+    return normal_(tensor, 0.0, _std(calculate_gain(nonlinearity, a), _fan(tensor, mode)))
 
 
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
-    bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
+    bound = math.sqrt(3.0) * _std(calculate_gain(nonlinearity, a), _fan(tensor, mode))
     return uniform_(tensor, -bound, bound)
 
 
 def xavier_normal_(tensor, gain=1.0):
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, _std(gain * math.sqrt(2.0), fan_in + fan_out))
 
 
 def xavier_uniform_(tensor, gain=1.0):
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = _std(gain * math.sqrt(6.0), fan_in + fan_out)
     return uniform_(tensor, -bound, bound)
 
 
 def default_weight_and_bias_(weight, bias):
     """PyTorch's default for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    for the weight, and the same bound for the bias."""
+    for the weight, and the same bound for the bias (0 without inputs: Linear(0, n) computes the bias)."""
     kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
-        bound = 1 / math.sqrt(calculate_fan_in_and_fan_out(weight)[0])
+        bound = _std(1.0, calculate_fan_in_and_fan_out(weight)[0])
         uniform_(bias, -bound, bound)
