@@ -71,10 +71,14 @@ def test_vgg16_summary_reproduces_the_memory_table():
     assert "(60.95 MB in float32)" in text
 
 
-@pytest.mark.parametrize("name,gmacs", [("resnet18", 1.8), ("resnet34", 3.6), ("resnet50", 3.8),
-                                        ("resnet101", 7.6), ("resnet152", 11.3)])
-def test_resnet_multiply_adds(name, gmacs):
-    assert mc.summary(models.create(name), (3, 224, 224)).total_macs / 1e9 == pytest.approx(gmacs, rel=0.025)
+@pytest.mark.parametrize("name,paper,torchvision", [("resnet18", 1.8, 1.8), ("resnet34", 3.6, 3.6),
+                                                    ("resnet50", 3.8, 4.1), ("resnet101", 7.6, 7.8),
+                                                    ("resnet152", 11.3, 11.5)])
+def test_resnet_multiply_adds(name, paper, torchvision):
+    """The paper's Table 1 with its own bottleneck (stride in the 1x1); torchvision's function by default."""
+    macs = mc.summary(models.create(name, stride_in_3x3=False), (3, 224, 224)).total_macs / 1e9
+    assert macs == pytest.approx(paper, rel=0.025)
+    assert mc.summary(models.create(name), (3, 224, 224)).total_macs / 1e9 == pytest.approx(torchvision, rel=0.02)
 
 
 def test_googlenet_summary():
@@ -158,6 +162,23 @@ def test_block_gradcheck(block, cin):
     m = block().double()
     x = mc.tensor(np.random.default_rng(0).standard_normal((2, cin, 5, 5)), requires_grad=True)
     assert mc.gradcheck(lambda x, *ps: m(x), [x] + list(m.parameters()))
+
+
+def test_resnet50_computes_torchvisions_function(torch_mod):
+    """torchvision's weights give torchvision's outputs: the bottleneck strides in its 3x3 convolution (v1.5)."""
+    torch = torch_mod
+    torch.manual_seed(0)
+    theirs = torch_models.resnet50(torch, 10).double().eval()
+    ours = models.resnet50(num_classes=10).double().eval()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    assert (ours.layer2[0].conv1.stride, ours.layer2[0].conv2.stride) == (1, 2)
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32))
+    with torch.no_grad():
+        expected = theirs(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(ours(mc.tensor(x)).numpy(), expected, rtol=1e-8, atol=1e-10)
+    paper = models.resnet50(num_classes=10, stride_in_3x3=False).double().eval()
+    paper.load_state_dict(ours.state_dict())  # the same keys and shapes, another function
+    assert not np.allclose(paper(mc.tensor(x)).numpy(), expected, rtol=1e-3)
 
 
 def test_resnet18_matches_pytorch_through_state_dict(torch_mod):

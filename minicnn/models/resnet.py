@@ -3,9 +3,11 @@
 A residual block learns F(x) and outputs relu(F(x) + x): the identity path carries the signal and the gradient
 through any depth. Basic blocks (two 3x3) for 18/34 layers, bottlenecks (1x1 reduce, 3x3, 1x1 expand by 4) for
 50/101/152, in torchvision's layout (conv1, bn1, layer1..layer4, fc; downsample = 1x1 conv + BN), so torchvision
-checkpoints load unchanged. As in the paper, a bottleneck that halves the resolution strides in its first 1x1
-convolution (1.8/3.6/3.8/7.6/11.3 billion multiply-adds at 224x224); torchvision's "v1.5" strides in the 3x3 one
-(stride_in_3x3=True) for slightly better accuracy at 4.1/7.8/11.5 billion.
+checkpoints load unchanged and compute torchvision's function: a bottleneck that halves the resolution strides in
+its 3x3 convolution (torchvision's "v1.5", 4.1/7.8/11.5 billion multiply-adds at 224x224 for 50/101/152 layers).
+The paper's own variant strides in the first 1x1 convolution (`stride_in_3x3=False`: 3.8/7.6/11.3 billion, the
+figures of its Table 1; 1.8 and 3.6 billion for 18 and 34 layers, whose basic blocks are the same in both). Its
+weights have the same names and shapes but give other outputs, so the variant is chosen by name, never guessed.
 
 The CIFAR networks of the paper's section 4.2 (resnet20/32/44/56/110): 3 stages of n basic blocks at 16/32/64
 channels on 32x32 images, depth 6n + 2, with the parameter-free option-A shortcut (subsample, pad channels with
@@ -40,7 +42,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin, planes, stride=1, downsample=None, stride_in_3x3=False):
+    def __init__(self, cin, planes, stride=1, downsample=None, stride_in_3x3=True):
         super().__init__()
         s1, s3 = (1, stride) if stride_in_3x3 else (stride, 1)
         self.conv1 = nn.Conv2d(cin, planes, 1, stride=s1, bias=False)
@@ -76,10 +78,10 @@ def _init_weights(model, zero_init_residual=False):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=1000, in_channels=3, stride_in_3x3=None, zero_init_residual=False):
+    def __init__(self, block, layers, num_classes=1000, in_channels=3, stride_in_3x3=True, zero_init_residual=False):
         super().__init__()
         self.block, self.cin = block, 64
-        self.stride_in_3x3 = block is BasicBlock if stride_in_3x3 is None else stride_in_3x3
+        self.stride_in_3x3 = stride_in_3x3
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU()
@@ -112,7 +114,8 @@ def _register(name, block, layers):
     def build(num_classes=1000, in_channels=3, **kw):
         return ResNet(block, layers, num_classes, in_channels, **kw)
     build.__name__ = name
-    build.__doc__ = f"ResNet with {block.__name__} blocks {layers}."
+    build.__doc__ = (f"ResNet with {block.__name__} blocks {layers}, torchvision's layout and function; "
+                     "stride_in_3x3=False gives the paper's variant of the bottleneck.")
     register(name)(build)
     return build
 
