@@ -1,8 +1,11 @@
 """Checkpoints: one .npz holding the model weights, the optimizer and scheduler state, the training position
 (epoch and step) and the random generator state, written atomically (a temporary file, then a rename), so a crash
-or Ctrl-C never leaves a half-written checkpoint behind."""
+or Ctrl-C never leaves a half-written checkpoint behind. The temporary name is unique (tempfile.mkstemp in the same
+directory), so two processes writing into one directory never collide, and a failed write (a full disk) leaves the
+previous file as it was."""
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,27 @@ VERSION = 1
 
 
 class CheckpointError(ValueError):
-    pass
+    """A file that is not a usable minicnn checkpoint; the message is one line naming the file and the reason."""
+
+
+def atomic_write(path, write):
+    """Call `write(f)` on a binary file under a unique temporary name in `path`'s directory, flush it to disk and
+    rename it to `path`. On any error the temporary file is removed, `path` is left as it was, and the error
+    propagates (an OSError for a full disk or an unwritable directory)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _jsonable(value):
@@ -44,16 +67,7 @@ def save(path, model, optimizer=None, scheduler=None, meta=None):
         info["scheduler"] = _jsonable(scheduler.state_dict())
     arrays["__minicnn__"] = np.array(json.dumps(info))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path):
@@ -75,14 +89,70 @@ def load(path):
                     optim.setdefault(idx, {})[key] = z[k]
     except CheckpointError:
         raise
-    except Exception as e:  # not a zip, truncated, not JSON, ...
-        raise CheckpointError(f"{path} is not a minicnn checkpoint ({type(e).__name__}: {e})") from None
-    if info.get("format") != FORMAT or info.get("version") != VERSION:
+    except Exception as e:  # not a zip, truncated, not JSON, pickled objects ...
+        reason = f"{type(e).__name__}: {e}"
+        if "pickle" in str(e):  # NumPy's message would suggest loading it unsafely: never
+            reason = "not an .npz archive of plain arrays: NumPy would have to unpickle it, which minicnn never does"
+        raise CheckpointError(f"{path} is not a minicnn checkpoint ({reason})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
         raise CheckpointError(f"{path} is not a minicnn checkpoint of version {VERSION}")
     return info, model_sd, optim
 
 
+def require(mapping, keys, path, where=""):
+    """CheckpointError naming the first of `keys` missing from `mapping` (a dict read from checkpoint `path`)."""
+    if not isinstance(mapping, dict):
+        raise CheckpointError(f"{path}: {where or 'header'} is not a mapping; the checkpoint is damaged")
+    for key in keys:
+        if key not in mapping:
+            raise CheckpointError(f"{path} lacks the entry {where}{key}; it is damaged or was not written by "
+                                  "minicnn.train")
+
+
+def check_finite(arrays, path, what="weights"):
+    """CheckpointError naming the first floating-point array of `arrays` ({name: array}) holding NaN or inf."""
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise CheckpointError(f"{path} holds non-finite {what}: {name} has {bad} NaN or infinite value"
+                                  f"{'s' if bad > 1 else ''} of {value.size}")
+
+
+def load_run(path, settings, resume=False):
+    """(info, settings dict, model arrays, optimizer arrays) of a checkpoint written by minicnn.train, checked:
+    meta/settings holds every key of `settings` and every weight is finite; to resume, the training position
+    and the optimizer and scheduler states are there too, and the optimizer's arrays are finite. A
+    CheckpointError naming the file and what is wrong otherwise."""
+    info, model_sd, optim_arrays = load(path)
+    require(info, ["meta"], path)
+    meta = info["meta"]
+    require(meta, ["settings", "epoch"] + (["step", "history", "running", "rng"] if resume else []), path, "meta/")
+    require(meta["settings"], settings, path, "meta/settings/")
+    check_finite(model_sd, path)
+    if resume:
+        require(info, ["optimizer", "scheduler"], path)
+        require(info["optimizer"], ["param_groups", "scalars"], path, "optimizer/")
+        require(info["scheduler"], ["last_epoch", "base_lrs"], path, "scheduler/")
+        require(meta["running"], ["loss", "correct", "seen", "seconds"], path, "meta/running/")
+        for name in ("epoch", "step"):
+            if not isinstance(meta[name], int) or meta[name] < 0:
+                raise CheckpointError(f"{path}: meta/{name} is {meta[name]!r}, not a count")
+        check_finite({f"optim/{i}/{k}": v for i, state in optim_arrays.items() for k, v in state.items()}, path,
+                     "optimizer state")
+    return info, dict(meta["settings"]), model_sd, optim_arrays
+
+
+def load_weights(model, model_sd, path):
+    """Copy a checkpoint's weights into `model`; CheckpointError when they do not fit it."""
+    try:
+        model.load_state_dict(model_sd)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path} does not fit the model: {e.args[0]}") from None
+
+
 def restore_optimizer(optimizer, info, arrays):
+    """Load the optimizer state that save() wrote (the JSON part in `info`, the arrays in `arrays`)."""
     sd = info["optimizer"]
     state = {}
     for idx in set(arrays) | set(sd["scalars"]):

@@ -2,11 +2,25 @@
 evaluation, metrics.csv, curves.png and an atomic checkpoint after every epoch; `--resume` continues a run
 bit-identically, Ctrl-C saves a checkpoint and exits, a non-finite loss stops the run and keeps the last good
 checkpoint.
+
+Output directory: without --out a run writes to runs/MODEL, or, when that exists, to the first of runs/MODEL-2,
+runs/MODEL-3, ... that does not (and says so). An --out that already holds a run (last.npz or metrics.csv) is
+refused unless --overwrite is given. --resume continues in its checkpoint's directory with the checkpoint's
+settings: only --epochs (to extend the run), --device, --data-dir and --no-progress may be given; a setting flag
+whose value differs from the checkpoint's is an error that names each one.
+
+Every error (a bad number, a damaged checkpoint or data file, a full disk, a missing GPU) is one line on stderr
+starting with "error:" and exit code 2.
 """
 import argparse
 import csv
+import io
+import itertools
+import math
+import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,38 +40,131 @@ GENERIC = dict(dataset="cifar10", epochs=30, batch_size=128, lr=0.1, optimizer="
 NORMALISE = {"mnist": ((0.1307,), (0.3081,)), "fashion-mnist": ((0.2860,), (0.3530,)),
              "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), "synthetic": ((0.5,), (0.25,))}
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
+# The settings a resumed run takes from its checkpoint; giving one of them with another value is an error.
+FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "seed", "limit")
+SETTINGS = ("model", "dataset", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "seed",
+            "limit", "device", "data_dir")
+RUN_FILES = ("last.npz", "metrics.csv")  # a directory holding one of these holds a run
+_kernels_warm = False  # whether this process has taken a training step (and so compiled the kernels it needs)
+
+
+class CLIError(Exception):
+    """A condition the command line reports as one line, `error: ...`, and stops on (exit code 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error reported as one line (`error: ...`, exit code 2) instead of the usage text."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _checked(cast, ok, expected):
+    """An argparse type: `cast(text)`, refused with 'expected ..., got ...' unless `ok(value)`."""
+    def parse(text):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _checked(int, lambda v: v > 0, "a positive integer")
+NON_NEGATIVE = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+FRACTION = _checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+SEED = _checked(int, lambda v: v >= 0, "an integer >= 0")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m minicnn.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The parsed command line; a usage error or a bad number exits with one line and code 2 (SystemExit)."""
+    p = ArgumentParser(prog="python -m minicnn.train", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model of the zoo (python -c 'import minicnn; print(minicnn.models.list_models())')")
     p.add_argument("--dataset", choices=data.DATASETS)
     p.add_argument("--data-dir", help="where CIFAR-10 (or another copy of Fashion-MNIST) lies")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=POSITIVE_INT, help="with --resume: the new total, at least the epochs done")
+    p.add_argument("--batch-size", type=POSITIVE_INT)
+    p.add_argument("--lr", type=NON_NEGATIVE)
     p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weight-decay", type=NON_NEGATIVE)
+    p.add_argument("--label-smoothing", type=FRACTION, help="in [0, 1] (default 0)")
+    p.add_argument("--seed", type=SEED, help="default 0")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--out", help="output directory (default runs/MODEL)")
-    p.add_argument("--resume", help="a checkpoint (DIR/last.npz) to continue from")
-    p.add_argument("--limit", type=int, help="train on the first N training images")
+    p.add_argument("--out", help="output directory (default runs/MODEL, or runs/MODEL-2, -3, ... if it exists)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to be a directory that holds a run")
+    p.add_argument("--resume", help="a checkpoint (DIR/last.npz) to continue, in DIR, with its settings; "
+                   "flags that differ from them are refused (only --epochs may extend the run)")
+    p.add_argument("--limit", type=POSITIVE_INT, help="train on the first N training images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return p.parse_args(argv)
 
 
 def settings(args, name):
     """The run's settings: command-line values over the model's defaults."""
-    out = dict(DEFAULTS.get(name, GENERIC))
-    for key in ("dataset", "epochs", "batch_size", "lr", "optimizer", "weight_decay"):
+    out = dict(DEFAULTS.get(name, GENERIC), label_smoothing=0.0, seed=0, limit=None)
+    for key in ("epochs",) + FIXED_ON_RESUME:
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
-    out.update(model=name, seed=args.seed, label_smoothing=args.label_smoothing, limit=args.limit,
-               device=args.device, data_dir=args.data_dir)
+    out.update(model=name, device=args.device, data_dir=args.data_dir)
     return out
+
+
+def resume_conflicts(args, cfg):
+    """'--flag given (checkpoint: value)' for each flag given with a value other than the checkpoint's."""
+    return [f"--{key.replace('_', '-')} {getattr(args, key)} (checkpoint: {cfg[key]})" for key in FIXED_ON_RESUME
+            if getattr(args, key) is not None and getattr(args, key) != cfg[key]]
+
+
+def check_device(device):
+    """CLIError when `device` is malformed or its backend is not available here."""
+    try:
+        backend.xp_for(device)
+    except (ValueError, RuntimeError) as e:
+        raise CLIError(str(e)) from None
+
+
+def output_dir(args, name):
+    """The run's directory, created if need be, and whether this run created it. See the module's docstring."""
+    if args.resume and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve().parent):
+        out, created = Path(args.resume).parent, False
+    elif args.out is None:
+        base = Path("runs") / name
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for k in itertools.count(1):  # mkdir without exist_ok claims a directory: two runs never share one
+            out = base if k == 1 else base.with_name(f"{name}-{k}")
+            try:
+                out.mkdir()
+                break
+            except FileExistsError:
+                continue
+        if out != base:
+            print(f"{base} already exists: this run writes to {out}")
+        created = True
+    else:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise CLIError(f"--out {out} is a file, not a directory")
+        held = [n for n in RUN_FILES if (out / n).exists()]
+        if held and not args.overwrite:
+            raise CLIError(f"--out {out} already holds a run ({', '.join(held)}); pass --overwrite to replace it, "
+                           f"--resume {out / 'last.npz'} to continue it, or another --out")
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CLIError(f"cannot create --out {out}: {e.strerror}") from None
+    try:  # fail now, not after the first epoch
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        if created:
+            out.rmdir()
+        raise CLIError(f"cannot write to the output directory {out}: {e.strerror}") from None
+    return out, created
 
 
 def make_optimizer(params, cfg):
@@ -93,6 +200,7 @@ def evaluate(model, dataset, transform, device, batch_size=500):
 
 
 def _plot(history, path):
+    """Write curves.png atomically; False when matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -108,20 +216,20 @@ def _plot(history, path):
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     b.legend()
     fig.tight_layout()
-    tmp = path.with_name(".curves.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return True
 
 
 def _write_metrics(history, path):
-    tmp = path.with_name(".metrics.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["epoch", "train_loss", "train_acc", "test_acc", "lr", "seconds"])
-        w.writeheader()
-        w.writerows(history)
-    tmp.replace(path)
+    """Write metrics.csv atomically."""
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=["epoch", "train_loss", "train_acc", "test_acc", "lr", "seconds"])
+    w.writeheader()
+    w.writerows(history)
+    checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 class _StopFlag:
@@ -150,23 +258,50 @@ def transforms_for(cfg, train):
     return data.Compose(steps)
 
 
+def _writing(path, write):
+    """`write()`'s result, with an OSError (a full disk, an unwritable directory) turned into a one-line CLIError."""
+    try:
+        return write()
+    except OSError as e:
+        kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+        raise CLIError(f"could not write {path}: {e.strerror or e}; {kept}") from None
+
+
 def run(args):
+    """Train as the command line asks; returns the exit code (0, 1 when the loss diverged, 130 on Ctrl-C)."""
     name = models.canonical_name(args.model)
+    check_device(args.device)
     info = model_sd = optim_arrays = None
     if args.resume:
-        info, model_sd, optim_arrays = checkpoint.load(args.resume)
-        cfg = dict(info["meta"]["settings"])
-        if args.epochs is not None:
-            cfg["epochs"] = args.epochs
-        cfg["device"] = args.device
+        info, cfg, model_sd, optim_arrays = checkpoint.load_run(args.resume, SETTINGS, resume=True)
         if cfg["model"] != name:
             raise checkpoint.CheckpointError(f"{args.resume} holds a {cfg['model']}, not a {name}")
+        conflicts = resume_conflicts(args, cfg)
+        if conflicts:
+            raise CLIError("--resume continues with the checkpoint's settings, and these flags differ from them: "
+                           f"{', '.join(conflicts)}; drop them, or start a new run")
+        cfg["epochs"] = args.epochs or cfg["epochs"]
+        if info["meta"]["epoch"] > cfg["epochs"]:
+            raise CLIError(f"--epochs {cfg['epochs']} is fewer than the {info['meta']['epoch']} epochs "
+                           f"{args.resume} has already trained")
+        cfg.update(device=args.device, data_dir=args.data_dir or cfg["data_dir"])
     else:
         cfg = settings(args, name)
-    out = Path(args.out or (Path(args.resume).parent if args.resume else Path("runs") / name))
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "last.npz"
+    out, created = output_dir(args, name)
+    try:
+        return _train(args, name, cfg, out, info, model_sd, optim_arrays)
+    finally:
+        if created:
+            try:
+                out.rmdir()  # only when empty: a run that failed before writing anything leaves no directory
+            except OSError:
+                pass
 
+
+def _train(args, name, cfg, out, info, model_sd, optim_arrays):
+    """The training loop of run(), writing into `out`; resumes from `info` and the arrays when they are given."""
+    global _kernels_warm
+    ckpt_path = out / "last.npz"
     train_set, test_set = data.load_dataset(cfg["dataset"], cfg["data_dir"], seed=cfg["seed"])
     train_set = train_set.subset(cfg["limit"])
     model = build(cfg, train_set)
@@ -177,56 +312,69 @@ def run(args):
     test_tf = transforms_for(cfg, False)
     epoch, step, history, running = 0, 0, [], dict(loss=0.0, correct=0, seen=0, seconds=0.0)
     if info is not None:
-        model.load_state_dict(model_sd)
+        meta = info["meta"]
+        if meta["step"] > len(loader):
+            raise checkpoint.CheckpointError(f"{args.resume}: step {meta['step']} is past the end of an epoch "
+                                             f"({len(loader)} batches)")
+        if meta["step"] > 0 and not meta["running"]["seen"] > 0:
+            raise checkpoint.CheckpointError(f"{args.resume}: step {meta['step']} but no image counted so far")
+        checkpoint.load_weights(model, model_sd, args.resume)
         checkpoint.restore_optimizer(opt, info, optim_arrays)
         sched.load_state_dict(info["scheduler"])
         sched.T_max = cfg["epochs"]  # --epochs may have grown: the rate is that of a run planned that long
-        for group, base in zip(opt.param_groups, sched.base_lrs):
-            group["lr"] = sched.lr_at(base, sched.last_epoch)
-        meta = info["meta"]
+        sched.reset_lr()
         epoch, step, history, running = meta["epoch"], meta["step"], meta["history"], meta["running"]
         backend.set_rng_state(meta["rng"])
         print(f"resuming {name} from {args.resume}: epoch {epoch + 1}, step {step}")
 
     def save(epoch, step):
-        checkpoint.save(ckpt_path, model, opt, sched, meta=dict(settings=cfg, epoch=epoch, step=step,
-                        history=history, running=running, rng=backend.get_rng_state()))
+        _writing(ckpt_path, lambda: checkpoint.save(ckpt_path, model, opt, sched, meta=dict(
+            settings=cfg, epoch=epoch, step=step, history=history, running=running, rng=backend.get_rng_state())))
 
     stop = _StopFlag()
     previous = signal.signal(signal.SIGINT, stop)
     try:
         while epoch < cfg["epochs"]:
             loader.set_epoch(epoch)
-            bar = tqdm(total=len(loader), initial=step, desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
-                       disable=args.no_progress, leave=False, dynamic_ncols=True, mininterval=0.5)
-            t0 = time.perf_counter()
-            for x, y in loader.batches(start=step):
-                xb, yb = mc.tensor(x, device=cfg["device"]), mc.tensor(y, device=cfg["device"])
-                loss, logits = train_step(model, opt, xb, yb, cfg["label_smoothing"])
-                value = loss.item()
-                if not np.isfinite(value):
-                    bar.close()
-                    kept = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint kept"
-                    print(f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step + 1}; stopping "
-                          f"({kept}). Try a smaller --lr.", file=sys.stderr)
-                    return 1
-                step += 1
-                running["loss"] += value * len(y)
-                running["correct"] += int((logits.data.argmax(axis=1) == yb.data).sum())
-                running["seen"] += len(y)
-                elapsed = running["seconds"] + time.perf_counter() - t0
-                bar.set_postfix(loss=f"{running['loss'] / running['seen']:.4f}",
-                                acc=f"{running['correct'] / running['seen']:.4f}",
-                                img_s=f"{running['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
-                bar.update(1)
-                if stop.requested:
-                    running["seconds"] = elapsed
-                    bar.close()
-                    save(epoch, step)
-                    print(f"interrupted: checkpoint saved to {ckpt_path}; continue with "
-                          f"python -m minicnn.train {name} --resume {ckpt_path}")
-                    return 130
-            bar.close()
+            desc = f"epoch {epoch + 1}/{cfg['epochs']}"
+            with tqdm(total=len(loader), initial=step, desc=desc, unit="batch", disable=args.no_progress,
+                      leave=False, dynamic_ncols=True, mininterval=0.5) as bar:
+                t0 = time.perf_counter()
+                for x, y in loader.batches(start=step):
+                    first = not _kernels_warm and not bar.disable
+                    if first:  # Numba compiles the kernels on their first call: say so, keep it out of the ETA
+                        bar.set_description("compiling kernels (first run only)")
+                    xb, yb = mc.tensor(x, device=cfg["device"]), mc.tensor(y, device=cfg["device"])
+                    loss, logits = train_step(model, opt, xb, yb, cfg["label_smoothing"])
+                    value = loss.item()
+                    _kernels_warm = True
+                    if first:
+                        bar.set_description(desc, refresh=False)
+                        bar.start_t = bar.last_print_t = bar._time()
+                        bar.last_print_n = bar.n
+                    if not np.isfinite(value):
+                        bar.close()
+                        kept = (f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists()
+                                else "no checkpoint kept")
+                        print(f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step + 1}; "
+                              f"stopping ({kept}). Try a smaller --lr.", file=sys.stderr)
+                        return 1
+                    step += 1
+                    running["loss"] += value * len(y)
+                    running["correct"] += int((logits.data.argmax(axis=1) == yb.data).sum())
+                    running["seen"] += len(y)
+                    elapsed = running["seconds"] + time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{running['loss'] / running['seen']:.4f}",
+                                    acc=f"{running['correct'] / running['seen']:.4f}",
+                                    img_s=f"{running['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
+                    bar.update(1)
+                    if stop.requested:
+                        running["seconds"] = elapsed
+                        bar.close()
+                        save(epoch, step)
+                        print(f"interrupted: checkpoint saved to {ckpt_path}; continue with "
+                              f"python -m minicnn.train {name} --resume {ckpt_path}")
+                        return 130
             seconds = running["seconds"] + time.perf_counter() - t0
             test_acc = evaluate(model, test_set, test_tf, cfg["device"])
             row = dict(epoch=epoch + 1, train_loss=round(running["loss"] / running["seen"], 6),
@@ -238,8 +386,9 @@ def run(args):
             sched.step()
             epoch, step, running = epoch + 1, 0, dict(loss=0.0, correct=0, seen=0, seconds=0.0)
             save(epoch, step)
-            _write_metrics(history, out / "metrics.csv")
-            if not _plot(history, out / "curves.png") and epoch == 1:
+            _writing(out / "metrics.csv", lambda: _write_metrics(history, out / "metrics.csv"))
+            plotted = _writing(out / "curves.png", lambda: _plot(history, out / "curves.png"))
+            if not plotted and epoch == 1:
                 print("matplotlib is not installed: no curves.png (pip install minicnn[plot])")
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -249,12 +398,18 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    """The command line; returns the exit code. Errors are one line on stderr, `error: ...`, and exit code 2."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already reported in one line
+        return e.code
     try:
         return run(args)
-    except (checkpoint.CheckpointError, data.DataError, ValueError) as e:
+    except (CLIError, checkpoint.CheckpointError, data.DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+    except OSError as e:  # the file system refused: a path that is a file, a directory that is not writable...
+        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

