@@ -56,16 +56,20 @@ def _as_array(data, dtype=None, device=None):
     Python floats become float32, Python ints int64, arrays keep their dtype unless `dtype` is given."""
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, np.ndarray) or backend.is_gpu_array(data) or isinstance(data, np.generic):
-        arr = data if dtype is None else data.astype(dtype, copy=False)
-    else:
-        arr = np.asarray(data)
-        if dtype is not None:
-            arr = arr.astype(dtype, copy=False)
-        elif arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        elif arr.dtype.kind not in "biuf":
-            raise ValueError(f"tensor: expected numbers, got data of dtype {arr.dtype}")
+    try:
+        dtype = None if dtype is None else np.dtype(dtype)
+        if isinstance(data, np.ndarray) or backend.is_gpu_array(data) or isinstance(data, np.generic):
+            arr = data if dtype is None else data.astype(dtype, copy=False)
+        else:
+            arr = np.asarray(data)
+            if dtype is not None:
+                arr = arr.astype(dtype, copy=False)
+            elif arr.dtype == np.float64:
+                arr = arr.astype(np.float32)
+    except (TypeError, ValueError) as e:  # a ragged list, a string, an unknown dtype
+        raise type(e)(f"tensor: cannot make a tensor of {type(data).__name__} with dtype {dtype}: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"tensor: expected numbers, got data of dtype {arr.dtype}")
     if isinstance(arr, np.generic):
         arr = np.asarray(arr)
     if device is not None:
@@ -263,7 +267,7 @@ class Tensor:
     def sum(self, axis=None, keepdims=False): return _F.sum(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return _F.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return _F.max(self, axis, keepdims)
-    def argmax(self, axis=None): return Tensor(self.data.argmax(axis=axis))
+    def argmax(self, axis=None): return _F.argmax(self, axis)
     def reshape(self, *shape): return _F.reshape(self, *shape)
     def transpose(self, *axes): return _F.transpose(self, *axes)
     def flatten(self, start_axis=0): return _F.flatten(self, start_axis)

@@ -115,6 +115,8 @@ _generators = {}
 def manual_seed(seed):
     """Seed every random source of minicnn (initialisers, dropout masks, shuffling) on every device."""
     global _seed
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"manual_seed: expected an int >= 0, got {seed!r}")
     _seed = int(seed)
     _generators.clear()
 

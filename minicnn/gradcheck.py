@@ -25,6 +25,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_entries=2000, seed
     """Check fn's backward against central differences. Returns True or raises GradcheckError that names the
     input, the index and both values. Inputs with more than `max_entries` entries get a random-direction check."""
     inputs = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+    if not any(x.requires_grad for x in inputs):
+        raise ValueError("gradcheck: expected at least one input that requires grad")
+    if not all(isinstance(v, (int, float)) and v >= 0 for v in (eps, atol, rtol)) or not eps > 0:
+        raise ValueError(f"gradcheck: eps must be > 0 and atol, rtol >= 0, got {eps!r}, {atol!r}, {rtol!r}")
     for i, x in enumerate(inputs):
         if x.requires_grad and x.dtype != np.float64:
             raise ValueError(f"gradcheck: input {i} is {x.dtype}; gradient checks need float64 inputs")

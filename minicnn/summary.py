@@ -68,7 +68,13 @@ def _macs(module, out):
 
 def summary(model, input_shape):
     """input_shape without the batch axis, e.g. (3, 224, 224). Returns a Summary (prints as a table)."""
-    input_shape = tuple(input_shape)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"summary: expected a Module, got {type(model).__name__}")
+    if not isinstance(input_shape, (tuple, list)) or not all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in input_shape):
+        raise ValueError(f"summary: input_shape must be a tuple of positive ints without the batch axis, such as "
+                         f"(3, 224, 224), got {input_shape!r}")
+    input_shape = tuple(int(n) for n in input_shape)
     result = Summary(input_shape=input_shape)
     names = {id(m): name for name, m in model.named_modules()}
     seen_params = set()

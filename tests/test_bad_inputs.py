@@ -237,6 +237,7 @@ def test_batch_norm_momentum_none_is_a_cumulative_average(torch_mod):
         F.batch_norm(mc.tensor(np.ones((4, 3))), None, None, training=True, momentum=None)
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
 def test_layers_without_inputs_compute_their_bias(torch_mod):
     torch = torch_mod
     assert nn.Linear(0, 3)(mc.tensor(np.ones((2, 0), np.float32))).numpy().tolist() == \
@@ -295,3 +296,33 @@ def test_a_random_file_is_not_a_checkpoint_and_no_unsafe_advice_is_given(tmp_pat
     np.savez(objects, **{"model/a": np.array([{"x": 1}], dtype=object), "__minicnn__": np.array("{}")})
     with pytest.raises(checkpoint.CheckpointError, match="never does"):
         checkpoint.load(objects)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: nn.MaxPool2d(0), ValueError, "max_pool2d: kernel_size must be >= 1"),
+    (lambda: nn.AvgPool2d(2, padding=2), ValueError, "avg_pool2d: padding"),
+    (lambda: nn.LocalResponseNorm(0), ValueError, "local_response_norm: size must be a positive int"),
+    (lambda: mc.tensor([[1, 2], [3]]), ValueError, "tensor: cannot make a tensor of list"),
+    (lambda: mc.tensor([1.0], dtype="float99"), TypeError, "tensor: cannot make a tensor"),
+    (lambda: nn.Linear(2, 3).to(dtype=np.int32), ValueError, "Linear.to: dtype must be a floating-point dtype"),
+    (lambda: nn.Linear(2, 3).load_state_dict({"weight": np.ones((3, 2)), "bias": np.array(["a", "b", "c"])}),
+     ValueError, "load_state_dict: 'bias' holds <U1 values"),
+    (lambda: mc.tensor(np.ones((2, 0))).argmax(), ValueError, "argmax: expected a non-empty tensor"),
+    (lambda: mc.tensor(np.ones((2, 3))).argmax(axis=2), ValueError, "argmax: axis 2 is out of range"),
+    (lambda: mc.summary(nn.Linear(2, 3), 2), ValueError, "summary: input_shape must be a tuple of positive ints"),
+    (lambda: mc.data.Normalize((0.5,), (0.0,)), ValueError, "Normalize: std must be finite and non-zero"),
+    (lambda: mc.data.DataLoader(mc.data.load_dataset("synthetic")[1], 2.5), ValueError, "DataLoader: batch_size"),
+    (lambda: mc.manual_seed("a"), ValueError, "manual_seed: expected an int >= 0"),
+    (lambda: mc.gradcheck(lambda t: t * 2, [mc.tensor(np.ones(2), requires_grad=True)], eps=0), ValueError,
+     "gradcheck: eps must be > 0")])
+def test_clear_errors_at_construction_and_at_the_boundary(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_softmax_of_an_empty_axis_is_empty(torch_mod):
+    x = mc.tensor(np.ones((2, 0)), requires_grad=True)
+    y = F.softmax(x)
+    y.sum().backward()
+    assert y.shape == F.log_softmax(x).shape == tuple(torch_mod.softmax(torch_mod.ones(2, 0), -1).shape) == (2, 0)
+    assert x.grad.shape == (2, 0)

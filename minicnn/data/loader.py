@@ -5,8 +5,8 @@ import numpy as np
 
 class DataLoader:
     def __init__(self, dataset, batch_size, shuffle=False, seed=0, drop_last=False, transform=None):
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be an int >= 1, got {batch_size!r}")
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.drop_last, self.transform = seed, drop_last, transform
         self.epoch = 0

@@ -19,6 +19,8 @@ class Normalize:
     def __init__(self, mean, std):
         self.mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+        if not np.all(np.isfinite(self.std) & (self.std != 0)) or not np.all(np.isfinite(self.mean)):
+            raise ValueError(f"Normalize: std must be finite and non-zero, mean finite, got mean {mean}, std {std}")
 
     def __call__(self, x, rng=None):
         return (x - self.mean) / self.std

@@ -5,7 +5,7 @@ from .conv import conv2d, conv_output_size
 from .dropout import dropout
 from .linear import linear
 from .loss import cross_entropy, hinge_loss, mse_loss
-from .math import add, div, exp, log, matmul, max, mean, mul, neg, pow, sqrt, sub, sum, unbroadcast
+from .math import add, argmax, div, exp, log, matmul, max, mean, mul, neg, pow, sqrt, sub, sum, unbroadcast
 from .norm import batch_norm, local_response_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
 from .shape import cast, cat, flatten, getitem, reshape, stack, to_device, transpose

@@ -56,6 +56,9 @@ class Softmax(Function):
     def forward(self, x):
         check_float("softmax", x, kernel=False)
         self.axis = axis_index("softmax", self.axis, x.ndim) if x.ndim else None
+        if x.size == 0:
+            self.out = x.copy()
+            return self.out
         e = xp_of(x).exp(x - x.max(axis=self.axis, keepdims=True))
         self.out = e / e.sum(axis=self.axis, keepdims=True)
         return self.out
@@ -73,6 +76,9 @@ class LogSoftmax(Function):
     def forward(self, x):
         check_float("log_softmax", x, kernel=False)
         self.axis = axis_index("log_softmax", self.axis, x.ndim) if x.ndim else None
+        if x.size == 0:
+            self.out = x.copy()
+            return self.out
         xp = xp_of(x)
         shifted = x - x.max(axis=self.axis, keepdims=True)
         self.out = shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))

@@ -358,5 +358,15 @@ def max(a, axis=None, keepdims=False):
     return Max.apply(a, axis=axis, keepdims=keepdims)
 
 
+def argmax(a, axis=None):
+    """Index of the first maximum (over the flattened tensor when axis is None); an int64 tensor, no gradient."""
+    data = a.data if isinstance(a, Tensor) else xp_of(a).asarray(a)
+    if axis is not None:
+        axis = axis_index("argmax", axis, data.ndim)
+    if data.size == 0:
+        raise ValueError(f"argmax: expected a non-empty tensor, got shape {tuple(data.shape)}")
+    return Tensor(data.argmax(axis=axis))
+
+
 def matmul(a, b):
     return MatMul.apply(*_pair(a, b, "matmul"))

@@ -123,6 +123,10 @@ class Module:
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer (in place, so optimizers keep their references) to a device and/or cast
         the floating-point ones to a dtype."""
+        if dtype is not None and np.dtype(dtype).kind != "f":
+            raise ValueError(f"{type(self).__name__}.to: dtype must be a floating-point dtype, got {np.dtype(dtype)}")
+        if device is not None:
+            backend.Device(device)  # a malformed device is an error before anything moves
         for t in list(self.parameters()) + list(self.buffers()):
             data = t.data
             if dtype is not None and data.dtype.kind == "f":
@@ -176,6 +180,8 @@ class Module:
                 continue
             value = state_dict[key]
             value = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+            if value.dtype.kind not in "biuf":
+                raise ValueError(f"load_state_dict: '{key}' holds {value.dtype} values, expected numbers")
             if tuple(value.shape) != t.shape:
                 raise ValueError(f"load_state_dict: '{key}' has shape {tuple(value.shape)} in the state dict, "
                                  f"but {t.shape} in the model")

@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.norm import LocalResponseNorm as _LRNOp
 from .module import Module, Parameter
 
 
@@ -61,6 +62,7 @@ class BatchNorm2d(_BatchNorm):
 class LocalResponseNorm(Module):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         super().__init__()
+        _LRNOp(size, alpha, beta, k)  # the op's checks, at construction
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x):
