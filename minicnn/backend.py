@@ -3,6 +3,8 @@
 Everything above this module asks `xp_of(array)` which library to use, so an op runs on whichever device its
 inputs live on. CuPy is optional: without it (or without a GPU) `cuda.is_available()` is simply False.
 """
+import os
+
 import numpy as np
 
 try:  # CuPy is an optional dependency (the `cuda` extra).
@@ -31,6 +33,47 @@ class _Cuda:
 
 
 cuda = _Cuda()
+
+
+# --- which implementation the ops run -------------------------------------------------------------------------
+
+KERNELS = ("fast", "reference")
+
+
+def _kernels_from_environment():
+    mode = os.environ.get("MINICNN_KERNELS", "fast")
+    if mode not in KERNELS:
+        raise ValueError(f"MINICNN_KERNELS must be 'fast' or 'reference', got {mode!r}")
+    return mode
+
+
+_kernels = _kernels_from_environment()
+
+
+class use_kernels:
+    """Choose what every op runs: "fast" (the default: Numba kernels on the CPU, CUDA kernels on the GPU) or
+    "reference" (minicnn/reference/: plain NumPy or CuPy, written to be read and stepped through in a debugger).
+    A plain call sets it for the rest of the program; `with mc.use_kernels("reference"):` sets it for the block.
+    MINICNN_KERNELS=reference in the environment makes "reference" the default."""
+
+    def __init__(self, mode):
+        global _kernels
+        if mode not in KERNELS:
+            raise ValueError(f"use_kernels: expected 'fast' or 'reference', got {mode!r}")
+        self.previous, _kernels = _kernels, mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _kernels
+        _kernels = self.previous
+        return False
+
+
+def kernels_mode():
+    """'fast' or 'reference' (see use_kernels)."""
+    return _kernels
 
 
 def xp_of(array):

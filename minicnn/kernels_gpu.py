@@ -1,10 +1,12 @@
 """CUDA kernels for the GPU, with the same Python signatures as kernels_cpu.
 
-The CUDA C sources live in `kernels/*.cu` (shipped inside the wheel as `minicnn/kernels/`). Each file is compiled
-once per process with cupy.RawModule (NVRTC) and cached; a compilation error names the file. Every kernel has a
-float and a double entry point (`name_f32`, `name_f64`) and is launched with one thread per output element.
+The CUDA C sources live in `kernels/*.cu` (shipped inside the wheel as `minicnn/kernels/`), sharing the header
+`kernels/common.cuh` (the grid-stride loop, the entry-point macro, the block size). Each file is compiled once per
+process with cupy.RawModule (NVRTC) and cached; a compilation error names the file. Every kernel has a float and a
+double entry point (`name_f32`, `name_f64`) and is launched with one thread per output element.
 """
 import functools
+import hashlib
 from pathlib import Path
 
 import cupy as cp
@@ -12,7 +14,8 @@ import numpy as np
 
 from .kernels_cpu.conv import shifted_backward
 
-_THREADS = 256
+_THREADS = 256  # threads per block of every launch, and THREADS in the kernels (-DTHREADS), which size shared memory
+_HEADER = "common.cuh"
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
@@ -27,9 +30,13 @@ def kernel_dir():
 
 @functools.lru_cache(maxsize=None)
 def _module(filename):
+    """One .cu file compiled with the header's folder on the include path and THREADS defined as _THREADS."""
     path = kernel_dir() / filename
-    module = cp.RawModule(code=path.read_text(), options=("-std=c++17",))
     try:
+        # CuPy's disk cache keys on the source and options, not on included files: the header's digest is an option
+        digest = hashlib.sha256((path.parent / _HEADER).read_bytes()).hexdigest()[:16]
+        options = ("-std=c++17", f"-I{path.parent}", f"-DTHREADS={_THREADS}", f"-DCOMMON_CUH_DIGEST={digest}")
+        module = cp.RawModule(code=path.read_text(), options=options)
         module.compile()
     except Exception as e:  # cupy.cuda.compiler.CompileException and friends
         raise RuntimeError(f"minicnn: compiling the CUDA kernels in {path} failed:\n{e}") from None
@@ -37,7 +44,8 @@ def _module(filename):
 
 
 def _launch(filename, name, dtype, total, *args, blocks=None):
-    """One thread per element of `total` (grid-stride), or exactly `blocks` blocks (the per-channel reductions)."""
+    """One thread per element of `total` (grid-stride), or exactly `blocks` blocks (the per-channel reductions), of
+    _THREADS threads each."""
     suffix = _SUFFIX.get(np.dtype(dtype))
     if suffix is None:
         raise ValueError(f"{name}: the GPU kernels take float32 or float64 arrays, got {np.dtype(dtype)}")
@@ -51,108 +59,112 @@ def _i(*values):
     return tuple(np.int32(v) for v in values)
 
 
-def im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+def _conv_ints(g):
+    return _i(g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.DH, g.DW, g.OH, g.OW)
+
+
+def im2col(x, geom):
     x = cp.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    cols = cp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _launch("im2col.cu", "im2col", x.dtype, cols.size, x, cols, np.int64(n),
-            *_i(c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow))
+    cols = cp.empty((geom.C * geom.KH * geom.KW, geom.N * geom.OH * geom.OW), dtype=x.dtype)
+    _launch("im2col.cu", "im2col", x.dtype, cols.size, x, cols, np.int64(geom.N), *_conv_ints(geom))
     return cols
 
 
-def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+def col2im(cols, geom):
     cols = cp.ascontiguousarray(cols)
-    dx = cp.empty((n, c, h, w), dtype=cols.dtype)
-    _launch("im2col.cu", "col2im", cols.dtype, dx.size, cols, dx, np.int64(n),
-            *_i(c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow))
-    return dx
+    grad_x = cp.empty((geom.N, geom.C, geom.H, geom.W), dtype=cols.dtype)
+    _launch("im2col.cu", "col2im", cols.dtype, grad_x.size, cols, grad_x, np.int64(geom.N), *_conv_ints(geom))
+    return grad_x
 
 
-def im2col_shifted(x, kh, kw, dh, dw, oh):
-    x = cp.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    cols = cp.empty((c * kh * kw, n * oh * w), dtype=x.dtype)
-    _launch("im2col.cu", "im2col_shifted", x.dtype, cols.size, x, cols, np.int64(n), *_i(c, h, w, kh, kw, dh, dw, oh))
+def _shifted_ints(g):
+    """The padded plane's size and what the shifted layout needs."""
+    return _i(g.C, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.DH, g.DW, g.OH)
+
+
+def im2col_shifted(x_padded, geom):
+    x_padded = cp.ascontiguousarray(x_padded)
+    cols = cp.empty((geom.C * geom.KH * geom.KW, geom.N * geom.OH * x_padded.shape[3]), dtype=x_padded.dtype)
+    _launch("im2col.cu", "im2col_shifted", x_padded.dtype, cols.size, x_padded, cols, np.int64(geom.N),
+            *_shifted_ints(geom))
     return cols
 
 
-def col2im_shifted(cols, n, c, h, w, kh, kw, dh, dw, oh):
+def col2im_shifted(cols, geom):
     cols = cp.ascontiguousarray(cols)
-    dx = cp.empty((n, c, h, w), dtype=cols.dtype)
-    _launch("im2col.cu", "col2im_shifted", cols.dtype, dx.size, cols, dx, np.int64(n),
-            *_i(c, h, w, kh, kw, dh, dw, oh))
-    return dx
+    grad_x = cp.empty((geom.N, geom.C, geom.H + 2 * geom.PH, geom.W + 2 * geom.PW), dtype=cols.dtype)
+    _launch("im2col.cu", "col2im_shifted", cols.dtype, grad_x.size, cols, grad_x, np.int64(geom.N),
+            *_shifted_ints(geom))
+    return grad_x
 
 
-def conv_direct(x, w, b, groups, dh, dw, oh, ow):
-    x, w, b = cp.ascontiguousarray(x), cp.ascontiguousarray(w), cp.ascontiguousarray(b)
-    n, c, h, wd = x.shape
-    y = cp.empty((n, w.shape[0], oh, ow), dtype=x.dtype)
-    _launch("conv_direct.cu", "conv_direct", x.dtype, y.size, x, w, b, y, np.int64(n),
-            *_i(c, h, wd, w.shape[0], groups, w.shape[2], w.shape[3], dh, dw, oh), np.int32(ow))
+def _direct_ints(g):
+    return _i(g.C, g.H + 2 * g.PH, g.W + 2 * g.PW, g.K, g.G, g.KH, g.KW, g.DH, g.DW, g.OH)
+
+
+def conv_direct(x_padded, w, b, geom):
+    x_padded, w, b = cp.ascontiguousarray(x_padded), cp.ascontiguousarray(w), cp.ascontiguousarray(b)
+    y = cp.empty((geom.N, geom.K, geom.OH, geom.OW), dtype=x_padded.dtype)
+    _launch("conv_direct.cu", "conv_direct", x_padded.dtype, y.size, x_padded, w, b, y, np.int64(geom.N),
+            *_direct_ints(geom), np.int32(geom.OW))
     return y
 
 
-def conv_direct_weight(x, g, groups, kh, kw, dh, dw, oh):
-    x, g = cp.ascontiguousarray(x), cp.ascontiguousarray(g)
-    n, c, h, wd = x.shape
-    k = g.shape[1]
-    dwt = cp.empty((k, c // groups, kh, kw), dtype=x.dtype)
-    _launch("conv_direct.cu", "conv_direct_weight", x.dtype, 0, x, g, dwt, np.int64(n),
-            *_i(c, h, wd, k, groups, kh, kw, dh, dw, oh), blocks=dwt.size)  # one block per weight
-    return dwt
+def conv_direct_weight(x_padded, grad_y_shifted, geom):
+    x_padded, grad_y_shifted = cp.ascontiguousarray(x_padded), cp.ascontiguousarray(grad_y_shifted)
+    grad_w = cp.empty((geom.K, geom.C // geom.G, geom.KH, geom.KW), dtype=x_padded.dtype)
+    _launch("conv_direct.cu", "conv_direct_weight", x_padded.dtype, 0, x_padded, grad_y_shifted, grad_w,
+            np.int64(geom.N), *_direct_ints(geom), blocks=grad_w.size)  # one block per weight
+    return grad_w
 
 
-def conv_direct_input(g, w, groups, h, wd, dh, dw, oh):
-    g, w = cp.ascontiguousarray(g), cp.ascontiguousarray(w)
-    n, k = g.shape[:2]
-    c = w.shape[1] * groups
-    dx = cp.empty((n, c, h, wd), dtype=g.dtype)
-    _launch("conv_direct.cu", "conv_direct_input", g.dtype, dx.size, g, w, dx, np.int64(n),
-            *_i(c, h, wd, k, groups, w.shape[2], w.shape[3], dh, dw, oh))
-    return dx
+def conv_direct_input(grad_y_shifted, w, geom):
+    grad_y_shifted, w = cp.ascontiguousarray(grad_y_shifted), cp.ascontiguousarray(w)
+    grad_x = cp.empty((geom.N, geom.C, geom.H + 2 * geom.PH, geom.W + 2 * geom.PW), dtype=grad_y_shifted.dtype)
+    _launch("conv_direct.cu", "conv_direct_input", grad_y_shifted.dtype, grad_x.size, grad_y_shifted, w, grad_x,
+            np.int64(geom.N), *_direct_ints(geom))
+    return grad_x
 
 
-def conv_direct_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w=True):
-    return shifted_backward(conv_direct_input, conv_direct_weight, cp, x, gy, w, groups, padding, dilation, need_x,
-                            need_w)
+def conv_direct_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
+    return shifted_backward(conv_direct_input, conv_direct_weight, cp, x_padded, grad_y, w, geom, need_x, need_w)
 
 
-def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
+def _pool_ints(g):
+    return _i(g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+
+
+def max_pool2d_forward(x, geom):
     x = cp.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    out = cp.empty((n, c, oh, ow), dtype=x.dtype)
-    argmax = cp.empty((n, c, oh, ow), dtype=cp.int32)
-    _launch("pool.cu", "max_pool2d_forward", x.dtype, out.size, x, out, argmax, np.int64(n * c),
-            *_i(h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+    out = cp.empty((geom.N, geom.C, geom.OH, geom.OW), dtype=x.dtype)
+    argmax = cp.empty(out.shape, dtype=cp.int32)
+    _launch("pool.cu", "max_pool2d_forward", x.dtype, out.size, x, out, argmax, np.int64(geom.N * geom.C),
+            *_pool_ints(geom))
     return out, argmax
 
 
-def max_pool2d_backward(g, argmax, h, w, kh, kw, sh, sw, ph, pw):
-    g = cp.ascontiguousarray(g)
-    n, c, oh, ow = g.shape
-    dx = cp.empty((n, c, h, w), dtype=g.dtype)
-    _launch("pool.cu", "max_pool2d_backward", g.dtype, dx.size, g, argmax, dx, np.int64(n * c),
-            *_i(h, w, kh, kw, sh, sw, ph, pw, oh, ow))
-    return dx
+def max_pool2d_backward(grad_y, argmax, geom):
+    grad_y = cp.ascontiguousarray(grad_y)
+    grad_x = cp.empty((geom.N, geom.C, geom.H, geom.W), dtype=grad_y.dtype)
+    _launch("pool.cu", "max_pool2d_backward", grad_y.dtype, grad_x.size, grad_y, argmax, grad_x,
+            np.int64(geom.N * geom.C), *_pool_ints(geom))
+    return grad_x
 
 
-def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
+def avg_pool2d_forward(x, geom, count_include_pad):
     x = cp.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    out = cp.empty((n, c, oh, ow), dtype=x.dtype)
-    _launch("pool.cu", "avg_pool2d_forward", x.dtype, out.size, x, out, np.int64(n * c),
-            *_i(h, w, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad))
+    out = cp.empty((geom.N, geom.C, geom.OH, geom.OW), dtype=x.dtype)
+    _launch("pool.cu", "avg_pool2d_forward", x.dtype, out.size, x, out, np.int64(geom.N * geom.C),
+            *_pool_ints(geom), np.int32(count_include_pad))
     return out
 
 
-def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
-    g = cp.ascontiguousarray(g)
-    n, c, oh, ow = g.shape
-    dx = cp.empty((n, c, h, w), dtype=g.dtype)
-    _launch("pool.cu", "avg_pool2d_backward", g.dtype, dx.size, g, dx, np.int64(n * c),
-            *_i(h, w, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad))
-    return dx
+def avg_pool2d_backward(grad_y, geom, count_include_pad):
+    grad_y = cp.ascontiguousarray(grad_y)
+    grad_x = cp.empty((geom.N, geom.C, geom.H, geom.W), dtype=grad_y.dtype)
+    _launch("pool.cu", "avg_pool2d_backward", grad_y.dtype, grad_x.size, grad_y, grad_x, np.int64(geom.N * geom.C),
+            *_pool_ints(geom), np.int32(count_include_pad))
+    return grad_x
 
 
 def global_avg_pool2d_forward(x):
@@ -163,12 +175,13 @@ def global_avg_pool2d_forward(x):
     return out
 
 
-def global_avg_pool2d_backward(g, h, w):
-    g = cp.ascontiguousarray(g)
-    n, c = g.shape[:2]
-    dx = cp.empty((n, c, h, w), dtype=g.dtype)
-    _launch("pool.cu", "global_avg_pool2d_backward", g.dtype, dx.size, g, dx, np.int64(n * c), np.int32(h * w))
-    return dx
+def global_avg_pool2d_backward(grad_y, h, w):
+    grad_y = cp.ascontiguousarray(grad_y)
+    n, c = grad_y.shape[:2]
+    grad_x = cp.empty((n, c, h, w), dtype=grad_y.dtype)
+    _launch("pool.cu", "global_avg_pool2d_backward", grad_y.dtype, grad_x.size, grad_y, grad_x, np.int64(n * c),
+            np.int32(h * w))
+    return grad_x
 
 
 def global_max_pool2d_forward(x):
@@ -181,13 +194,13 @@ def global_max_pool2d_forward(x):
     return out, argmax
 
 
-def global_max_pool2d_backward(g, argmax, h, w):
-    g = cp.ascontiguousarray(g)
-    n, c = g.shape[:2]
-    dx = cp.empty((n, c, h, w), dtype=g.dtype)
-    _launch("pool.cu", "global_max_pool2d_backward", g.dtype, dx.size, g, argmax, dx, np.int64(n * c),
-            np.int32(h * w))
-    return dx
+def global_max_pool2d_backward(grad_y, argmax, h, w):
+    grad_y = cp.ascontiguousarray(grad_y)
+    n, c = grad_y.shape[:2]
+    grad_x = cp.empty((n, c, h, w), dtype=grad_y.dtype)
+    _launch("pool.cu", "global_max_pool2d_backward", grad_y.dtype, grad_x.size, grad_y, argmax, grad_x,
+            np.int64(n * c), np.int32(h * w))
+    return grad_x
 
 
 # --- batch normalisation, LRN (norm.cu) -----------------------------------------------------------------------
@@ -217,17 +230,17 @@ def batch_norm_apply(x, scale, shift):
     return y
 
 
-def batch_norm_backward(g, x, mean, invstd, weight, training):
-    g, x = cp.ascontiguousarray(g), cp.ascontiguousarray(x)
+def batch_norm_backward(grad_y, x, mean, invstd, weight, training):
+    grad_y, x = cp.ascontiguousarray(grad_y), cp.ascontiguousarray(x)
     n, c, l = x.shape
-    sum_g, sum_gx = cp.empty(c, cp.float64), cp.empty(c, cp.float64)
-    _launch("norm.cu", "batch_norm_backward_reduce", x.dtype, 0, g, x, mean, invstd, sum_g, sum_gx, np.int64(n),
-            np.int32(c), np.int64(l), blocks=c)
-    dx = cp.empty_like(x)
-    _launch("norm.cu", "batch_norm_backward_apply", x.dtype, x.size, g, x, dx, mean, invstd,
-            cp.ascontiguousarray(weight, dtype=cp.float64), sum_g, sum_gx, np.int64(x.size), np.int32(c),
+    grad_bias, grad_weight = cp.empty(c, cp.float64), cp.empty(c, cp.float64)  # sum grad_y, sum grad_y xhat
+    _launch("norm.cu", "batch_norm_backward_reduce", x.dtype, 0, grad_y, x, mean, invstd, grad_bias, grad_weight,
+            np.int64(n), np.int32(c), np.int64(l), blocks=c)
+    grad_x = cp.empty_like(x)
+    _launch("norm.cu", "batch_norm_backward_apply", x.dtype, x.size, grad_y, x, grad_x, mean, invstd,
+            cp.ascontiguousarray(weight, dtype=cp.float64), grad_bias, grad_weight, np.int64(x.size), np.int32(c),
             np.int64(l), np.int64(n * l), np.int32(bool(training)))
-    return dx, sum_gx, sum_g
+    return grad_x, grad_weight, grad_bias
 
 
 def lrn_forward(x, size, alpha, beta, k):
@@ -239,13 +252,13 @@ def lrn_forward(x, size, alpha, beta, k):
     return y, s
 
 
-def lrn_backward(g, x, s, size, alpha, beta):
-    g = cp.ascontiguousarray(g)
-    dx = cp.empty_like(x)
+def lrn_backward(grad_y, x, s, size, alpha, beta):
+    grad_y = cp.ascontiguousarray(grad_y)
+    grad_x = cp.empty_like(x)
     l = x.size // max(x.shape[0] * x.shape[1], 1)
-    _launch("norm.cu", "lrn_backward", x.dtype, x.size, g, x, s, dx, np.int64(x.size), np.int32(x.shape[1]),
+    _launch("norm.cu", "lrn_backward", x.dtype, x.size, grad_y, x, s, grad_x, np.int64(x.size), np.int32(x.shape[1]),
             np.int64(l), np.int32(size), np.float64(alpha), np.float64(beta))
-    return dx
+    return grad_x
 
 
 # --- activations, dropout (activation.cu) and the softmax cross-entropy (loss.cu) --------------------------------
@@ -257,12 +270,12 @@ def leaky_relu_forward(x, slope):
     return y
 
 
-def leaky_relu_backward(g, x, slope):
-    g, x = cp.ascontiguousarray(g), cp.ascontiguousarray(x)
-    dx = cp.empty_like(x)
-    _launch("activation.cu", "leaky_relu_backward", x.dtype, x.size, g, x, dx, np.int64(x.size),
+def leaky_relu_backward(grad_y, x, slope):
+    grad_y, x = cp.ascontiguousarray(grad_y), cp.ascontiguousarray(x)
+    grad_x = cp.empty_like(x)
+    _launch("activation.cu", "leaky_relu_backward", x.dtype, x.size, grad_y, x, grad_x, np.int64(x.size),
             x.dtype.type(slope))
-    return dx
+    return grad_x
 
 
 def dropout_forward(x, p, seed):
@@ -286,16 +299,16 @@ def cross_entropy_forward(x, target, eps):
     return loss, lse
 
 
-def cross_entropy_backward(x, target, lse, g, eps):
-    dx = cp.empty_like(x)
+def cross_entropy_backward(x, target, lse, grad_loss, eps):
+    grad_x = cp.empty_like(x)
     n, c = x.shape
     _launch("loss.cu", "cross_entropy_backward", x.dtype, x.size, cp.ascontiguousarray(x),
-            cp.ascontiguousarray(target, dtype=cp.int64), lse, cp.ascontiguousarray(g.reshape(1)), dx, np.int64(n),
-            np.int32(c), np.float64(eps))
-    return dx
+            cp.ascontiguousarray(target, dtype=cp.int64), lse, cp.ascontiguousarray(grad_loss.reshape(1)), grad_x,
+            np.int64(n), np.int32(c), np.float64(eps))
+    return grad_x
 
 
-def sgd_step(p, g, buf, lr, weight_decay, momentum, keep, nesterov, first):
+def sgd_step(p, grad, buf, lr, weight_decay, momentum, keep, nesterov, first):
     t = p.dtype.type
-    _launch("optim.cu", "sgd_step", p.dtype, p.size, p, cp.ascontiguousarray(g), buf, np.int64(p.size), t(lr),
+    _launch("optim.cu", "sgd_step", p.dtype, p.size, p, cp.ascontiguousarray(grad), buf, np.int64(p.size), t(lr),
             t(weight_decay), t(momentum), t(keep), np.int32(nesterov), np.int32(first))

@@ -100,6 +100,7 @@ def test_tiled_float32_matches_torch(torch_mod):
 @pytest.mark.parametrize("stride, image_bytes", [((1, 1), 18 * 6 * 8 * 8), ((2, 2), 18 * 3 * 3 * 8)])
 def test_chunked_batches_give_the_same_result(monkeypatch, stride, image_bytes):
     """Stride 1 (the shifted layout, 8 matrix columns per output row of 6) and stride 2 (the general im2col)."""
+    from minicnn import geometry
     from minicnn.functional import conv
     cfg = dict(n=5, cin=2, cout=3, h=6, w=6, k=(3, 3), stride=stride, padding=(1, 1), dilation=(1, 1), groups=1,
                bias=True, seed=0)
@@ -111,7 +112,7 @@ def test_chunked_batches_give_the_same_result(monkeypatch, stride, image_bytes):
     for t in (x, w, b):
         t.grad = None
     monkeypatch.setitem(conv.CHUNK_BYTES, "cpu", 2 * image_bytes)  # two images per chunk: 3 chunks
-    layout = conv._Layout(x.data, w.data, stride, (1, 1), (1, 1), y_full.shape[2:])
+    layout = conv._Layout(x.data, geometry.Conv2d.of(x.shape, w.shape, stride, (1, 1), (1, 1), 1))
     assert layout.shifted == (stride == (1, 1)) and len(layout.chunks()) == 3
     y = run(cfg, x, w, b)
     y.backward(np.ones(y.shape))
@@ -122,97 +123,35 @@ def test_chunked_batches_give_the_same_result(monkeypatch, stride, image_bytes):
 
 @pytest.mark.parametrize("k, dilation", [((3, 3), (1, 1)), ((2, 4), (2, 1)), ((1, 1), (1, 1))])
 def test_shifted_im2col_is_im2col_with_junk_columns(k, dilation):
-    """im2col_shifted's columns j < OW of every output row are the general im2col's; col2im_shifted is its adjoint
+    """im2col_shifted's columns j < OW of every output row are the reference im2col's; col2im_shifted is its adjoint
     (<im2col(x), d> = <x, col2im(d)>)."""
-    from minicnn import kernels_cpu as K
+    from minicnn import geometry, kernels_cpu as K, reference
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 7, 6))
-    oh, ow = 7 - dilation[0] * (k[0] - 1), 6 - dilation[1] * (k[1] - 1)
-    cols = K.im2col_shifted(x, *k, *dilation, oh)
-    assert cols.shape == (3 * k[0] * k[1], 2 * oh * 6)
-    general = K.im2col(x, *k, 1, 1, 0, 0, *dilation, oh, ow)
-    np.testing.assert_array_equal(cols.reshape(-1, 2, oh, 6)[..., :ow].reshape(general.shape), general)
+    geom = geometry.Conv2d.of(x.shape, (4, 3, *k), (1, 1), (0, 0), dilation, 1)
+    cols = K.im2col_shifted(x, geom)
+    assert cols.shape == (3 * k[0] * k[1], 2 * geom.OH * 6)
+    general = reference.im2col(x, geom)
+    np.testing.assert_array_equal(cols.reshape(-1, 2, geom.OH, 6)[..., :geom.OW].reshape(general.shape), general)
     d = rng.standard_normal(cols.shape)
-    np.testing.assert_allclose(np.vdot(cols, d), np.vdot(x, K.col2im_shifted(d, 2, 3, 7, 6, *k, *dilation, oh)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(np.vdot(cols, d), np.vdot(x, K.col2im_shifted(d, geom)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("k, stride, padding, dilation", [
     ((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 3), (1, 0), (1, 2)), ((7, 7), (2, 2), (3, 3), (1, 1)),
     ((1, 1), (2, 2), (0, 0), (1, 1)), ((2, 3), (3, 1), (2, 1), (2, 1))])
-def test_im2col_and_col2im_against_their_definition(k, stride, padding, dilation):
-    """im2col row (c, r, s) is the strided window slice of the zero-padded input; col2im is its adjoint,
-    <im2col(x), d> = <x, col2im(d)>."""
-    from minicnn import kernels_cpu as K
-    from minicnn.functional import conv
+def test_im2col_and_col2im_against_the_reference(k, stride, padding, dilation):
+    """The Numba im2col is the reference's exactly; col2im agrees, and the reference's col2im is the adjoint of its
+    im2col, <im2col(x), d> = <x, col2im(d)>."""
+    from minicnn import geometry, kernels_cpu as K, reference
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 9, 8))
-    oh, ow = (conv.conv_output_size(*args) for args in zip((9, 8), k, stride, padding, dilation))
-    geometry = (*k, *stride, *padding, *dilation)
-    cols = K.im2col(x, *geometry, oh, ow)
-    xp = conv._pad(x, padding)
-    for r in range(k[0]):
-        for s in range(k[1]):
-            window = xp[:, :, r * dilation[0]::stride[0], s * dilation[1]::stride[1]][:, :, :oh, :ow]
-            np.testing.assert_array_equal(cols.reshape(3, *k, 2, oh, ow)[:, r, s], window.transpose(1, 0, 2, 3))
+    geom = geometry.Conv2d.of(x.shape, (4, 3, *k), stride, padding, dilation, 1)
+    cols = reference.im2col(x, geom)
+    np.testing.assert_array_equal(K.im2col(x, geom), cols)
     d = rng.standard_normal(cols.shape)
-    np.testing.assert_allclose(np.vdot(cols, d), np.vdot(x, K.col2im(d, 2, 3, 9, 8, *geometry, oh, ow)), rtol=1e-12)
-
-
-@pytest.mark.parametrize("cfg", [
-    dict(n=3, cin=1, cout=6, h=9, w=8, k=(5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), groups=1,
-         bias=True, seed=0),  # LeNet's first layer, small
-    dict(n=2, cin=6, cout=6, h=6, w=7, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=6,
-         bias=False, seed=1),  # depthwise
-    dict(n=2, cin=4, cout=6, h=7, w=9, k=(2, 3), stride=(1, 1), padding=(0, 2), dilation=(2, 1), groups=2,
-         bias=True, seed=2),  # grouped, dilated, rectangular
-])
-def test_direct_kernels_agree_with_im2col(monkeypatch, cfg):
-    """Few taps per output at stride 1 take the direct kernels; forcing im2col gives the same values."""
-    from minicnn import kernels_cpu
-    calls = []
-    direct = kernels_cpu.conv_direct
-    monkeypatch.setattr(kernels_cpu, "conv_direct", lambda *a: calls.append(1) or direct(*a))
-    direct_run, im2col_run = (_run_with(monkeypatch, cfg, DIRECT_TAPS=taps, TILED_POSITIONS=1 << 30)
-                              for taps in (32, 0))
-    assert len(calls) == 1  # the direct kernel ran in the first pass only
-    for got, ref in zip(direct_run, im2col_run):
-        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("cfg", [
-    dict(n=4, cin=6, cout=16, h=14, w=14, k=(5, 5), stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-         bias=True, seed=3),  # LeNet's second layer: two blocks of 8 float64 lanes
-    dict(n=3, cin=12, cout=20, h=9, w=11, k=(3, 2), stride=(1, 1), padding=(2, 1), dilation=(2, 1), groups=2,
-         bias=True, seed=4),  # grouped, dilated, rectangular, padding past the kernel; 10 outputs in 8 + 2 lanes
-    dict(n=1, cin=5, cout=5, h=9, w=7, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1,
-         bias=False, seed=5),  # 5 outputs in 8 lanes, one image of 63 outputs: the last tile runs past the end
-    dict(n=2, cin=9, cout=33, h=11, w=7, k=(2, 3), stride=(1, 1), padding=(0, 1), dilation=(1, 1), groups=1,
-         bias=True, seed=6),  # 33 outputs: five blocks of 8 lanes, the last with one
-])
-def test_tiled_kernels_agree_with_im2col(monkeypatch, cfg):
-    """Many taps per output on a map of at least TILED_POSITIONS outputs take the register-tiled kernels (forward,
-    dx and dW); forcing im2col gives the same values."""
-    from minicnn.kernels_cpu import conv as kconv
-    calls = []
-    for name in ("conv_tiled", "conv_tiled_backward"):
-        fn = getattr(kconv, name)
-        monkeypatch.setattr(kconv, name, lambda *a, fn=fn, name=name: calls.append(name) or fn(*a))
-    tiled_run, im2col_run = (_run_with(monkeypatch, cfg, TILED_POSITIONS=positions) for positions in (1, 1 << 30))
-    assert sorted(calls) == ["conv_tiled", "conv_tiled_backward"]  # in the first pass only
-    for got, ref in zip(tiled_run, im2col_run):
-        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
-
-
-def _run_with(monkeypatch, cfg, **settings):
-    """y, dx, dw (and db) of cfg's convolution with functional/conv.py's thresholds set to `settings`."""
-    from minicnn.functional import conv
-    for name, value in settings.items():
-        monkeypatch.setattr(conv, name, value)
-    x, w, b = make(cfg)
-    y = run(cfg, x, w, b)
-    y.backward(np.random.default_rng(0).standard_normal(y.shape))
-    return [y.numpy()] + [t.grad.numpy() for t in (x, w, b) if t is not None]
+    np.testing.assert_allclose(K.col2im(d, geom), reference.col2im(d, geom), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.vdot(cols, d), np.vdot(x, reference.col2im(d, geom)), rtol=1e-12)
 
 
 def test_sharpen_kernel_on_the_lecture_patches():

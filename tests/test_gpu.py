@@ -59,41 +59,38 @@ def test_pooling_gpu_matches_cpu(cfg, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_shifted_im2col_kernels_match_cpu(dtype):
     import cupy as cp
-    from minicnn import kernels_cpu, kernels_gpu
+    from minicnn import geometry, kernels_cpu, kernels_gpu
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
-    geometry = (3, 2, 2, 1, 3)  # KH, KW, DH, DW, OH
-    cols = kernels_cpu.im2col_shifted(x, *geometry)
-    np.testing.assert_array_equal(cp.asnumpy(kernels_gpu.im2col_shifted(cp.asarray(x), *geometry)), cols)
+    geom = geometry.Conv2d.of(x.shape, (4, 3, 3, 2), (1, 1), (0, 0), (2, 1), 1)  # OH 3
+    cols = kernels_cpu.im2col_shifted(x, geom)
+    np.testing.assert_array_equal(cp.asnumpy(kernels_gpu.im2col_shifted(cp.asarray(x), geom)), cols)
     d = rng.standard_normal(cols.shape).astype(dtype)
-    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.col2im_shifted(cp.asarray(d), 2, 3, 7, 6, *geometry)),
-                               kernels_cpu.col2im_shifted(d, 2, 3, 7, 6, *geometry), **TOL[dtype])
+    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.col2im_shifted(cp.asarray(d), geom)),
+                               kernels_cpu.col2im_shifted(d, geom), **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_direct_conv_kernels_match_cpu(dtype):
     import cupy as cp
-    from minicnn import kernels_cpu, kernels_gpu
+    from minicnn import geometry, kernels_cpu, kernels_gpu
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)  # already padded
+    x = rng.standard_normal((2, 4, 7, 6)).astype(dtype)  # padded by (1, 0): the input is (2, 4, 5, 6)
     w = rng.standard_normal((6, 2, 3, 2)).astype(dtype)  # groups 2
-    geometry = (2, 1, 3)  # DH, DW, OH
+    geom = geometry.Conv2d.of((2, 4, 5, 6), w.shape, (1, 1), (1, 0), (2, 1), 2)  # OH 3, OW 5
     b = rng.standard_normal(6).astype(dtype)
-    y = kernels_cpu.conv_direct(x, w, b, 2, *geometry, 5)  # OW = 6 - 1*(2-1)
-    np.testing.assert_allclose(
-        cp.asnumpy(kernels_gpu.conv_direct(cp.asarray(x), cp.asarray(w), cp.asarray(b), 2, *geometry, 5)), y,
-        **TOL[dtype])
+    y = kernels_cpu.conv_direct(x, w, b, geom)
+    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.conv_direct(cp.asarray(x), cp.asarray(w), cp.asarray(b), geom)),
+                               y, **TOL[dtype])
     g = rng.standard_normal((2, 6, 3 * 6)).astype(dtype)
     g.reshape(2, 6, 3, 6)[..., 5:] = 0  # the junk column of each row
-    np.testing.assert_allclose(
-        cp.asnumpy(kernels_gpu.conv_direct_weight(cp.asarray(x), cp.asarray(g), 2, 3, 2, *geometry)),
-        kernels_cpu.conv_direct_weight(x, g, 2, 3, 2, *geometry), **TOL[dtype])
-    np.testing.assert_allclose(
-        cp.asnumpy(kernels_gpu.conv_direct_input(cp.asarray(g), cp.asarray(w), 2, 7, 6, *geometry)),
-        kernels_cpu.conv_direct_input(g, w, 2, 7, 6, *geometry), **TOL[dtype])
-    gy = rng.standard_normal((2, 6, 3, 5)).astype(dtype)  # dy unpadded; x's padding taken as (1, 0)
-    on_gpu = kernels_gpu.conv_direct_backward(cp.asarray(x), cp.asarray(gy), cp.asarray(w), 2, (1, 0), (2, 1))
-    for got, ref in zip(on_gpu, kernels_cpu.conv_direct_backward(x, gy, w, 2, (1, 0), (2, 1))):
+    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.conv_direct_weight(cp.asarray(x), cp.asarray(g), geom)),
+                               kernels_cpu.conv_direct_weight(x, g, geom), **TOL[dtype])
+    np.testing.assert_allclose(cp.asnumpy(kernels_gpu.conv_direct_input(cp.asarray(g), cp.asarray(w), geom)),
+                               kernels_cpu.conv_direct_input(g, w, geom), **TOL[dtype])
+    gy = rng.standard_normal((2, 6, 3, 5)).astype(dtype)
+    on_gpu = kernels_gpu.conv_direct_backward(cp.asarray(x), cp.asarray(gy), cp.asarray(w), geom)
+    for got, ref in zip(on_gpu, kernels_cpu.conv_direct_backward(x, gy, w, geom)):
         np.testing.assert_allclose(cp.asnumpy(got), ref, **TOL[dtype])
 
 

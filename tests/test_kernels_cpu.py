@@ -59,15 +59,19 @@ def test_register_tile_intrinsics():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_pool_2x2_kernel_matches_the_general_one(dtype):
     """The 2x2, stride-2 kernel gives the general kernel's maxima and argmax: ties (the first wins), -inf windows,
-    NaN (wins; a later NaN wins over an earlier one) and odd sizes (the last row and column dropped)."""
+    NaN (wins; a later NaN wins over an earlier one) and odd sizes (the last row and column dropped); so does the
+    reference."""
+    from minicnn import geometry, reference
     from minicnn.kernels_cpu import pool
     x = np.random.default_rng(0).standard_normal((3, 2, 7, 9)).astype(dtype)
     x[0, 0, :2, :2] = -np.inf
     x[0, 1, :2, :2] = 1.5  # a four-way tie
     x[1, 0, 0, 1] = x[1, 0, 1, 0] = np.nan
     x[2, 1, 2:4, 4:6] = [[np.nan, 7.0], [3.0, np.nan]]
-    fast = pool.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, 3, 4)
+    fast = pool.max_pool2d_forward(x, geometry.Pool2d.of(x.shape, (2, 2), (2, 2), (0, 0), False))
     general = pool._max_pool(x, 2, 2, 2, 2, 0, 0, 3, 4)
-    np.testing.assert_array_equal(fast[0], general[0])
-    np.testing.assert_array_equal(fast[1], general[1])
+    defined = reference.max_pool2d_forward(x, geometry.Pool2d.of(x.shape, (2, 2), (2, 2), (0, 0), False))
+    for got in (general, defined):
+        np.testing.assert_array_equal(fast[0], got[0])
+        np.testing.assert_array_equal(fast[1], got[1])
     assert fast[1][1, 0, 0, 0] == 9 and fast[1][2, 1, 1, 2] == 3 * 9 + 5

@@ -1,8 +1,8 @@
 """Helpers shared by the ops: argument and input checks, and kernel dispatch."""
 import numpy as np
 
-from .. import kernels_cpu
-from ..backend import is_gpu_array
+from .. import kernels_cpu, reference
+from ..backend import is_gpu_array, kernels_mode
 
 
 def kernels_gpu():
@@ -12,7 +12,11 @@ def kernels_gpu():
 
 
 def kernels_for(array):
-    """The kernel module for an array's device: Numba on the CPU, CUDA C (through CuPy) on the GPU."""
+    """What an op runs on `array`: the reference (minicnn/reference/) under use_kernels("reference"), else the
+    kernels of the array's device, Numba on the CPU or CUDA C on the GPU. The three modules have the same function
+    names and signatures, so an op calls `kernels_for(x).name(...)` without asking which it got."""
+    if kernels_mode() == "reference":
+        return reference
     return kernels_gpu() if is_gpu_array(array) else kernels_cpu
 
 

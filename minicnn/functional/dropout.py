@@ -1,29 +1,24 @@
 """Inverted dropout (Srivastava et al. 2014): in training each value is zeroed with probability p and the rest are
-scaled by 1 / (1 - p), so evaluation is the identity."""
+scaled by 1 / (1 - p), so evaluation is the identity. y = x mask, grad_x = grad_y mask; saved for backward: the
+mask. The readable version is reference/activation.py."""
 from .. import backend
 from ..autograd import Function, Tensor
-from ._utils import check_float, kernels_gpu
+from ._utils import check_float, kernels_for
 
 
 class Dropout(Function):
-    """The mask (0 or 1/(1-p)) is drawn from minicnn's generator of the input's device; on the GPU one CUDA kernel
-    draws it and applies it, from a seed taken on the host (no device synchronisation)."""
+    """The mask (0 or 1/(1-p)) comes from a seed drawn from minicnn's generator of the input's device (seeded by
+    manual_seed), on the host, so drawing it never waits for a GPU."""
 
     def __init__(self, p):
         self.p = p
 
     def forward(self, x):
-        device = backend.device_of(x)
-        if device.type == "cuda":
-            y, self.mask = kernels_gpu().dropout_forward(x, self.p, backend.kernel_seed(device))
-            return y
-        keep = backend.uniform(x.shape, dtype=x.dtype) >= self.p
-        scale = 0.0 if self.p >= 1 else 1.0 / (1.0 - self.p)
-        self.mask = keep * x.dtype.type(scale)
-        return x * self.mask
+        y, self.mask = kernels_for(x).dropout_forward(x, self.p, backend.kernel_seed(backend.device_of(x)))
+        return y
 
-    def backward(self, g):
-        return g * self.mask
+    def backward(self, grad_y):
+        return grad_y * self.mask
 
 
 def dropout(x, p=0.5, training=True):

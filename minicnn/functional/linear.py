@@ -4,7 +4,8 @@ from ._utils import check_float
 
 
 class Linear(Function):
-    """dx = g W, dW = g^T x, db = sum g over the batch."""
+    """grad_x = grad_y W, grad_W = grad_y^T x, grad_b = sum of grad_y over the batch. Saved for backward: x and W.
+    Plain NumPy (or CuPy): one matrix product each way, with nothing faster to choose."""
 
     def forward(self, x, w, b=None):
         check_float("linear", x, kernel=False)
@@ -18,13 +19,13 @@ class Linear(Function):
         y = x @ w.T
         return y + b if b is not None else y
 
-    def backward(self, g):
-        g2 = g.reshape(-1, g.shape[-1])
-        dx = g @ self.w if self.needs_input_grad[0] else None
-        dw = g2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
+    def backward(self, grad_y):
+        grad_y2 = grad_y.reshape(-1, grad_y.shape[-1])
+        grad_x = grad_y @ self.w if self.needs_input_grad[0] else None
+        grad_w = grad_y2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
         if not self.has_bias:
-            return dx, dw
-        return dx, dw, (g2.sum(axis=0) if self.needs_input_grad[2] else None)
+            return grad_x, grad_w
+        return grad_x, grad_w, (grad_y2.sum(axis=0) if self.needs_input_grad[2] else None)
 
 
 def linear(x, w, b=None):

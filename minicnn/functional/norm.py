@@ -4,22 +4,24 @@ Batch norm (Ioffe and Szegedy 2015): over every axis but the channel axis 1,
     xhat = (x - mean) / sqrt(var + eps),  y = weight * xhat + bias.
 Training uses the batch statistics and updates running_mean and running_var in place with
     r = (1 - momentum) r + momentum * stat   (the running variance is the unbiased one, as in PyTorch);
-evaluation uses the running statistics. Fused backward, with M values per channel:
-    dx = weight / sqrt(var + eps) / M * (M g - sum(g) - xhat sum(g xhat)).
+evaluation uses the running statistics. Saved for backward: x and the per-channel statistics (xhat is
+recomputed from them).
 
 LRN (Krizhevsky et al. 2012), PyTorch's form: with S_c = k + alpha/size * sum of x^2 over the channels
-c - size//2 .. c + (size-1)//2 (zeros beyond the edges),  y_c = x_c / S_c^beta.
+c - size//2 .. c + (size-1)//2 (zeros beyond the edges),  y_c = x_c / S_c^beta. Saved for backward: x and S.
+
+The formulas of both backward passes, and the readable version of each, are in reference/norm.py; the ops run
+`kernels_for(x)`: the reference, the Numba kernels or the CUDA kernels, by use_kernels and the input's device.
 """
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import device_of, is_gpu_array, xp_of
-from ._utils import FLOAT_KERNEL_DTYPES, check_float, kernels_for, kernels_gpu
+from ..backend import device_of, xp_of
+from ._utils import FLOAT_KERNEL_DTYPES, check_float, kernels_for
 
 
 class BatchNorm(Function):
-    """Runs on fused kernels (kernels_cpu / kernels_gpu): statistics, one apply pass, one backward pass that
-    recomputes xhat from x, so only x and the per-channel statistics are kept for backward."""
+    """Three steps on (N, C, L): the statistics, one pass that applies them, one backward pass."""
 
     def __init__(self, running_mean, running_var, has_weight, has_bias, training, momentum, eps):
         self.rm, self.rv = running_mean, running_var
@@ -67,16 +69,16 @@ class BatchNorm(Function):
         self.x3, self.mean, self.invstd, self.weight = x3, mean, invstd, weight
         return kern.batch_norm_apply(x3, scale.astype(x.dtype), (bias - mean * scale).astype(x.dtype)).reshape(x.shape)
 
-    def backward(self, g):
+    def backward(self, grad_y):
         x3 = self.x3
-        g3 = xp_of(g).ascontiguousarray(g).reshape(x3.shape)
-        dx, dweight, dbias = kernels_for(g).batch_norm_backward(g3, x3, self.mean, self.invstd, self.weight,
-                                                                self.training)
-        grads = (dx.reshape(g.shape),)
+        grad_y3 = xp_of(grad_y).ascontiguousarray(grad_y).reshape(x3.shape)
+        grad_x, grad_weight, grad_bias = kernels_for(grad_y).batch_norm_backward(grad_y3, x3, self.mean, self.invstd,
+                                                                                 self.weight, self.training)
+        grads = (grad_x.reshape(grad_y.shape),)
         if self.has_weight:
-            grads += (dweight.astype(g.dtype),)
+            grads += (grad_weight.astype(grad_y.dtype),)
         if self.has_bias:
-            grads += (dbias.astype(g.dtype),)
+            grads += (grad_bias.astype(grad_y.dtype),)
         return grads
 
 
@@ -95,16 +97,6 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
                            has_bias=bias is not None, training=training, momentum=momentum, eps=eps)
 
 
-def _window_sum(a, lo, hi):
-    """out[:, c] = sum of a[:, c - lo .. c + hi] along axis 1, zeros beyond the edges (a cumulative sum)."""
-    xp = xp_of(a)
-    pad = [(0, 0)] * a.ndim
-    pad[1] = (lo + 1, hi)
-    cs = xp.cumsum(xp.pad(a, pad), axis=1)
-    c = a.shape[1]
-    return cs[:, lo + 1 + hi: lo + 1 + hi + c] - cs[:, :c]
-
-
 class LocalResponseNorm(Function):
     def __init__(self, size, alpha, beta, k):
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
@@ -119,19 +111,11 @@ class LocalResponseNorm(Function):
                              f"got {tuple(x.shape)}")
         check_float("local_response_norm", x)
         self.x = x
-        if is_gpu_array(x):
-            y, self.s = kernels_gpu().lrn_forward(x, self.size, self.alpha, self.beta, self.k)
-            return y
-        self.s = self.k + (self.alpha / self.size) * _window_sum(x * x, self.size // 2, (self.size - 1) // 2)
-        return x * self.s ** -self.beta
+        y, self.s = kernels_for(x).lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        return y
 
-    def backward(self, g):
-        # d y_c / d x_j = [c == j] S_c^-beta - 2 beta alpha/size x_c x_j S_c^(-beta-1) for j in the window of c
-        if is_gpu_array(g):
-            return kernels_gpu().lrn_backward(g, self.x, self.s, self.size, self.alpha, self.beta)
-        t = g * self.x * self.s ** (-self.beta - 1)
-        back = _window_sum(t, (self.size - 1) // 2, self.size // 2)  # the channels c whose window holds j
-        return g * self.s ** -self.beta - (2 * self.beta * self.alpha / self.size) * self.x * back
+    def backward(self, grad_y):
+        return kernels_for(grad_y).lrn_backward(grad_y, self.x, self.s, self.size, self.alpha, self.beta)
 
 
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):

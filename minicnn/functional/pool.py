@@ -1,25 +1,17 @@
 """Pooling: max and average over sliding windows, global pooling and adaptive average pooling.
 
-Max pooling pads with -inf, keeps the index of the first maximum and sends each gradient back to it; average
-pooling divides by the window size counting the zero padding (PyTorch's default count_include_pad=True).
-Global average pooling (Lin et al. 2014, "Network in Network") replaces the fully connected head of GoogLeNet,
-ResNet and DenseNet.
+The formulas, and the readable version of each, are in reference/pool.py. Max pooling pads with -inf and sends
+each window's gradient to the first maximum; average pooling divides by the window size counting the zero
+padding (PyTorch's default count_include_pad=True). Global average pooling (Lin et al. 2014, "Network in
+Network") replaces the fully connected head of GoogLeNet, ResNet and DenseNet. Every op runs `kernels_for(x)`:
+the reference, the Numba kernels or the CUDA kernels, by use_kernels and the input's device.
 """
 import numpy as np
 
+from .. import geometry
 from ..autograd import Function
 from ..backend import xp_of
 from ._utils import check_4d, check_float, kernels_for, pair
-
-
-def pool_output_size(n, kernel, stride, padding, ceil_mode):
-    """floor((n + 2p - k) / s) + 1 (ceil with ceil_mode, where the last window must still start inside the image
-    or its left padding)."""
-    span = n + 2 * padding - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= n + padding:
-        out -= 1
-    return out
 
 
 class _Pool2d(Function):
@@ -35,31 +27,26 @@ class _Pool2d(Function):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel)):
             raise ValueError(f"{self.name}: padding {self.padding} must be at most half of kernel_size {self.kernel}")
 
-    def _sizes(self, x):
+    def _geometry(self, x):
         check_4d(self.name, x)
         check_float(self.name, x)
         h, w = x.shape[2:]
         if any(n + 2 * p < k for n, p, k in zip((h, w), self.padding, self.kernel)):
             raise ValueError(f"{self.name}: kernel {self.kernel} is larger than the padded input {(h, w)} + "
                              f"2*{self.padding}")
-        self.in_hw = (h, w)
-        return tuple(pool_output_size(n, k, s, p, self.ceil_mode)
-                     for n, k, s, p in zip((h, w), self.kernel, self.stride, self.padding))
-
-    def _args(self):
-        return (*self.kernel, *self.stride, *self.padding)
+        return geometry.Pool2d.of(x.shape, self.kernel, self.stride, self.padding, self.ceil_mode)
 
 
 class MaxPool2d(_Pool2d):
     name = "max_pool2d"
 
     def forward(self, x):
-        self.kern = kernels_for(x)
-        out, self.argmax = self.kern.max_pool2d_forward(x, *self._args(), *self._sizes(x))
-        return out
+        self.geom = self._geometry(x)
+        y, self.argmax = kernels_for(x).max_pool2d_forward(x, self.geom)
+        return y
 
-    def backward(self, g):
-        return self.kern.max_pool2d_backward(g, self.argmax, *self.in_hw, *self._args())
+    def backward(self, grad_y):
+        return kernels_for(grad_y).max_pool2d_backward(grad_y, self.argmax, self.geom)
 
 
 class AvgPool2d(_Pool2d):
@@ -70,11 +57,11 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = bool(count_include_pad)
 
     def forward(self, x):
-        self.kern = kernels_for(x)
-        return self.kern.avg_pool2d_forward(x, *self._args(), *self._sizes(x), self.count_include_pad)
+        self.geom = self._geometry(x)
+        return kernels_for(x).avg_pool2d_forward(x, self.geom, self.count_include_pad)
 
-    def backward(self, g):
-        return self.kern.avg_pool2d_backward(g, *self.in_hw, *self._args(), self.count_include_pad)
+    def backward(self, grad_y):
+        return kernels_for(grad_y).avg_pool2d_backward(grad_y, self.geom, self.count_include_pad)
 
 
 class GlobalPool2d(Function):
@@ -96,11 +83,11 @@ class GlobalPool2d(Function):
         out, self.argmax = kern.global_max_pool2d_forward(x)
         return out
 
-    def backward(self, g):
-        kern = kernels_for(g)
+    def backward(self, grad_y):
+        kern = kernels_for(grad_y)
         if self.mode == "avg":
-            return kern.global_avg_pool2d_backward(g, *self.x_shape[2:])
-        return kern.global_max_pool2d_backward(g, self.argmax, *self.x_shape[2:])
+            return kern.global_avg_pool2d_backward(grad_y, *self.x_shape[2:])
+        return kern.global_max_pool2d_backward(grad_y, self.argmax, *self.x_shape[2:])
 
 
 def _adaptive_matrix(n_in, n_out, dtype):

@@ -19,11 +19,11 @@ def leaky_relu_forward(x, slope):
 
 
 @cpu_kernel()
-def leaky_relu_backward(g, x, slope):
-    """dx = slope * g where x <= 0 (at 0 too, like PyTorch), else g."""
-    gf = np.ascontiguousarray(g).reshape(-1)
+def leaky_relu_backward(grad_y, x, slope):
+    """grad_x = slope * grad_y where x <= 0 (at 0 too, like PyTorch), else grad_y."""
+    gf = np.ascontiguousarray(grad_y).reshape(-1)
     xf = np.ascontiguousarray(x).reshape(-1)
-    dx = np.empty_like(gf)
+    grad_x = np.empty_like(gf)
     for i in prange(gf.size):
-        dx[i] = (gf[i] * slope if slope != 0 else 0) if xf[i] <= 0 else gf[i]
-    return dx.reshape(x.shape)
+        grad_x[i] = (gf[i] * slope if slope != 0 else 0) if xf[i] <= 0 else gf[i]
+    return grad_x.reshape(x.shape)

@@ -9,8 +9,7 @@ deep learning convolutions on SIMD architectures"):
   and 8 multiply-adds, each with one input pixel broadcast;
 - weight gradient: 8 inputs (c, r, s) x LANES output channels, running over the output positions;
 - input gradient: 8 output positions x 2 taps x LANES input channels, summed over the output channels and added
-  into a channels-last dx (only the taps that hit the output, where a correlation of the zero-padded dy would do
-  2x the work on LeNet's 10x10 maps).
+  into a channels-last grad_x (only the taps that hit the output, not a correlation of the zero-padded grad_y).
 
 Layouts: x is padded, (N, C, Hp, Wp), read as one flat array; `pos` holds where each output's window starts in
 a plane (i*Wp + j), `reach` where each of a window's inputs sits from that start (c*Hp*Wp + r*DH*Wp + s*DW).
@@ -34,8 +33,7 @@ def _correlate(x, w, bias, cin, plane, pos, reach, kg):
     """y[n, g*kg + k, p] = bias[g, k] + sum_j w[g, k // L, j, k % L] x.flat[(n*G + g)*cin*plane + pos[p] + reach[j]]
     (j = c*T + t runs over a window's inputs): one thread per image, group and block of LANES channels. Each tile
     of 8 outputs starts its 8 accumulators from the bias and adds, input by input, the weight vector times each
-    output's pixel; the tiles go into a channels-last buffer of the image's outputs, copied out plane by plane
-    (storing each tile's 8 x LANES values straight into y's planes took a quarter of the time)."""
+    output's pixel; the tiles go into a channels-last buffer of the image's outputs, copied out plane by plane."""
     groups, blocks, npos = w.shape[0], w.shape[1], pos.size
     n = x.size // (groups * cin * plane)
     y = np.empty((n, groups * kg, npos), dtype=x.dtype)
@@ -78,18 +76,18 @@ def _weight_partials(x, gl, cin, plane, pos, reach, per_chunk):
     return part
 
 
-def _scatter(gl, chans, w, pos, taps, wp, pad, h, wd, cg):
-    """The adjoint of _correlate: dx[n, g*cg + cb*L + l].flat[pos[p] + taps[t]] += sum_k w[g, cb, t*kg + k, l]
+def _scatter(gl, chans, w, pos, taps, wp, pad, h, width, cg):
+    """The adjoint of _correlate: grad_x[n, g*cg + cb*L + l].flat[pos[p] + taps[t]] += sum_k w[g, cb, t*kg + k, l]
     gl.flat[g*KB*M*KL + (n*P + p)*KL + chans[k]], with dy in lanes of KL channels as for the weight gradient
     (chans[k] = (k // KL)*M*KL + k % KL, M = N*P). One thread per image, group and block of LANES input channels,
     accumulating into a padded channels-last plane of its own: a tile of 8 output positions x 2 taps sums over the
     kg channels of dy in registers (16 accumulators: LANES is often a half register here, 6 or 3 input channels),
-    is added into the plane in a fixed order, and the plane's unpadded part is copied out into dx (N, C, H, W)."""
+    is added into the plane in a fixed order, and the plane's unpadded part is copied out into grad_x (N, C, H, W)."""
     groups, kblocks, m, kl = gl.shape
     blocks, ntaps, npos = w.shape[1], taps.size, pos.size
     n, kg = m // npos, w.shape[2] // ntaps
     plane = (h + 2 * pad[0]) * wp
-    dx = np.empty((n, groups * cg, h, wd), dtype=gl.dtype)
+    grad_x = np.empty((n, groups * cg, h, width), dtype=gl.dtype)
     glf = gl.reshape(-1)
     for unit in prange(n * groups * blocks):
         b, gi, cb = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
@@ -108,12 +106,12 @@ def _scatter(gl, chans, w, pos, taps, wp, pad, h, wd, cg):
                 if t + 1 < ntaps:
                     tile_add_into(out, taps[t + 1] * LANES, spots, acc, TILE, npos - p0)
         for lane in range(min(LANES, cg - cb * LANES)):
-            dst = dx[b, gi * cg + cb * LANES + lane]
+            dst = grad_x[b, gi * cg + cb * LANES + lane]
             for i in range(h):
                 row = ((i + pad[0]) * wp + pad[1]) * LANES + lane
-                for j in range(wd):
+                for j in range(width):
                     dst[i, j] = out[row + j * LANES]
-    return dx
+    return grad_x
 
 
 @njit(inline="always")
@@ -167,7 +165,7 @@ def _weight_lanes(w, groups, lanes):
     return _lanes_of(np.ascontiguousarray(w).reshape(1, k, 1, -1), groups, lanes, w[0].size)
 
 
-def _geometry(x_shape, cin, kh, kw, dh, dw, oh, ow):
+def _offsets(x_shape, cin, kh, kw, dh, dw, oh, ow):
     """Window starts of the OH x OW outputs in a padded plane (Hp, Wp) of x, and where each of a window's cin*KH*KW
     inputs sits from its start: c*Hp*Wp + r*DH*Wp + s*DW (the first KH*KW are the taps within one plane)."""
     hp, wp = x_shape[2:]
@@ -176,38 +174,38 @@ def _geometry(x_shape, cin, kh, kw, dh, dw, oh, ow):
     return pos, (np.arange(cin)[:, None] * hp * wp + taps).ravel()
 
 
-def conv_tiled(x, w, b, groups, dh, dw, oh, ow):
-    """conv_direct's contract (x padded, stride 1, y (N, K, OH, OW) with the bias) on the register-tiled kernel."""
-    n, c, hp, wp = x.shape
-    k, cg, kh, kw = w.shape
-    lanes = lanes_for(x.itemsize, k // groups)
-    pos, reach = _geometry(x.shape, cg, kh, kw, dh, dw, oh, ow)
-    bias = _weight_lanes(b.reshape(k, 1), groups, lanes).reshape(groups, -1, lanes)
-    y = _CORRELATE[lanes](np.ascontiguousarray(x).reshape(-1), _weight_lanes(w, groups, lanes), bias, cg, hp * wp,
-                          pos, reach, k // groups)
-    return y.reshape(n, k, oh, ow)
+def conv_tiled(x_padded, w, b, geom):
+    """conv_direct's contract (stride 1, y (N, K, OH, OW) with the bias b) on the register-tiled kernel."""
+    g, cg = geom, geom.C // geom.G
+    hp, wp = x_padded.shape[2:]
+    lanes = lanes_for(x_padded.itemsize, g.K // g.G)
+    pos, reach = _offsets(x_padded.shape, cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW)
+    bias = _weight_lanes(b.reshape(g.K, 1), g.G, lanes).reshape(g.G, -1, lanes)
+    y = _CORRELATE[lanes](np.ascontiguousarray(x_padded).reshape(-1), _weight_lanes(w, g.G, lanes), bias, cg,
+                          hp * wp, pos, reach, g.K // g.G)
+    return y.reshape(g.N, g.K, g.OH, g.OW)
 
 
-def conv_tiled_backward(x, gy, w, groups, padding, dilation, need_x=True, need_w=True):
-    """conv_direct_backward's contract: (dx (N, C, H, W), dw (K, C/G, KH, KW)) from the padded x and dy (N, K, OH,
-    OW), either None where not needed. dy goes into lanes once, for both kernels. dW: images go in chunks of about
-    WEIGHT_CHUNK positions, each summed in registers; the chunks' partial sums are then added in order."""
-    (hp, wp), (k, cg, kh, kw) = x.shape[2:], w.shape
-    (oh, ow), kg = gy.shape[2:], k // groups
-    pos, reach = _geometry(x.shape, cg, kh, kw, *dilation, oh, ow)
-    gl = _lanes_of(np.ascontiguousarray(gy), groups, lanes_for(gy.itemsize, kg), ow)
+def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
+    """conv_direct_backward's contract: (grad_x (N, C, H, W), grad_w (K, C/G, KH, KW)), either None where not
+    needed. grad_y goes into lanes once, for both kernels. grad_w: images go in chunks of about WEIGHT_CHUNK
+    positions, each summed in registers; the chunks' partial sums are then added in order."""
+    g, cg, kg = geom, geom.C // geom.G, geom.K // geom.G
+    hp, wp = x_padded.shape[2:]
+    pos, reach = _offsets(x_padded.shape, cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW)
+    gl = _lanes_of(np.ascontiguousarray(grad_y), g.G, lanes_for(grad_y.itemsize, kg), g.OW)
     kl = gl.shape[3]
-    dx = dwt = None
+    grad_x = grad_w = None
     if need_x:
-        lanes = lanes_for(gy.itemsize, cg)
-        wt = w.reshape(groups, kg, cg, kh * kw).transpose(0, 2, 3, 1).reshape(groups * cg, kh * kw * kg)
+        lanes = lanes_for(grad_y.itemsize, cg)
+        wt = w.reshape(g.G, kg, cg, g.KH * g.KW).transpose(0, 2, 3, 1).reshape(g.G * cg, g.KH * g.KW * kg)
         chans = np.arange(kg) // kl * gl.shape[2] * kl + np.arange(kg) % kl
-        dx = _SCATTER[lanes](gl, chans, _weight_lanes(wt, groups, lanes), pos, reach[:kh * kw], wp, padding,
-                             hp - 2 * padding[0], wp - 2 * padding[1], cg)
+        grad_x = _SCATTER[lanes](gl, chans, _weight_lanes(wt, g.G, lanes), pos, reach[:g.KH * g.KW], wp,
+                                 (g.PH, g.PW), g.H, g.W, cg)
     if need_w:
-        part = _WEIGHT_PARTIALS[kl](np.ascontiguousarray(x).reshape(-1), gl, cg, hp * wp, pos, reach,
-                                    max(1, WEIGHT_CHUNK // (oh * ow)))
-        total = part.sum(axis=0)[:, :, :cg * kh * kw]  # (G, KB, C/G*KH*KW, lanes)
-        total = total.transpose(0, 1, 3, 2).reshape(groups, -1, cg * kh * kw)[:, :kg]
-        dwt = np.ascontiguousarray(total).reshape(k, cg, kh, kw)
-    return dx, dwt
+        part = _WEIGHT_PARTIALS[kl](np.ascontiguousarray(x_padded).reshape(-1), gl, cg, hp * wp, pos, reach,
+                                    max(1, WEIGHT_CHUNK // (g.OH * g.OW)))
+        total = part.sum(axis=0)[:, :, :cg * g.KH * g.KW]  # (G, KB, C/G*KH*KW, lanes)
+        total = total.transpose(0, 1, 3, 2).reshape(g.G, -1, cg * g.KH * g.KW)[:, :kg]
+        grad_w = np.ascontiguousarray(total).reshape(w.shape)
+    return grad_x, grad_w

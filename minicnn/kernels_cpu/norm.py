@@ -1,6 +1,6 @@
-"""Batch normalisation: x is viewed as (N, C, L); statistics in float64. The sums over a channel may be reassociated
-(fastmath "reassoc"), so Numba adds them in vector lanes rather than one scalar float64 add after the other (batch
-norm forward+backward 2x faster, benchmarks/RESULTS.md), still in the same order on every run and thread count."""
+"""Batch normalisation: x is viewed as (N, C, L); statistics in float64 (reference/norm.py has the formulas). The
+sums over a channel may be reassociated (fastmath "reassoc"), so Numba adds them in vector lanes rather than one
+scalar float64 add after the other, still in the same order on every run and thread count."""
 import numpy as np
 from numba import prange
 
@@ -48,28 +48,28 @@ def batch_norm_apply(x, scale, shift):
 
 
 @cpu_kernel(fastmath={"reassoc"})
-def batch_norm_backward(g, x, mean, invstd, weight, training):
-    """dx, d(weight) = sum g xhat, d(bias) = sum g, with xhat recomputed from x (nothing else is stored)."""
+def batch_norm_backward(grad_y, x, mean, invstd, weight, training):
+    """grad_x, d(weight) = sum g xhat, d(bias) = sum g, with xhat recomputed from x (nothing else is stored)."""
     n, c, l = x.shape
     m = n * l
-    dx = np.empty_like(x)
-    dweight = np.empty(c)
-    dbias = np.empty(c)
+    grad_x = np.empty_like(x)
+    grad_weight = np.empty(c)
+    grad_bias = np.empty(c)
     for ci in prange(c):
         mu, inv = mean[ci], invstd[ci]
         sg = 0.0
         sgx = 0.0
         for b in range(n):
             for k in range(l):
-                gv = g[b, ci, k]
+                gv = grad_y[b, ci, k]
                 sg += gv
                 sgx += gv * (x[b, ci, k] - mu) * inv
-        dweight[ci] = sgx
-        dbias[ci] = sg
+        grad_weight[ci] = sgx
+        grad_bias[ci] = sg
         scale = weight[ci] * inv
         a = sg / m if training else 0.0
         bcoef = sgx / m if training else 0.0
         for b in range(n):
             for k in range(l):
-                dx[b, ci, k] = scale * (g[b, ci, k] - a - (x[b, ci, k] - mu) * inv * bcoef)
-    return dx, dweight, dbias
+                grad_x[b, ci, k] = scale * (grad_y[b, ci, k] - a - (x[b, ci, k] - mu) * inv * bcoef)
+    return grad_x, grad_weight, grad_bias

@@ -12,13 +12,14 @@ def _window(i, stride, pad, k, n):
     return max(start, 0), min(start + k, n)
 
 
-def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Max over each window (padding counts as -inf); `argmax` keeps the flat index y*W + x of the first maximum
-    (a NaN wins, as in PyTorch). The 2x2 windows at stride 2 without padding of LeNet and VGG have a kernel of
-    their own, 2.5-4.5x faster (benchmarks/RESULTS.md)."""
-    if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0) and 2 * oh <= x.shape[2] and 2 * ow <= x.shape[3]:
-        return _max_pool_2x2(x, oh, ow)  # every window whole (not ceil_mode's last one on an odd size)
-    return _max_pool(x, kh, kw, sh, sw, ph, pw, oh, ow)
+def max_pool2d_forward(x, geom):
+    """(y, argmax): the max over each window (padding counts as -inf) and the flat index y*W + x of the first
+    maximum (of the last NaN: a NaN wins, as in PyTorch). Whole 2x2 windows at stride 2 without padding (LeNet's,
+    VGG's) have a kernel of their own; ceil_mode's last window on an odd size is not whole."""
+    g = geom
+    if (g.KH, g.KW, g.SH, g.SW, g.PH, g.PW) == (2, 2, 2, 2, 0, 0) and 2 * g.OH <= g.H and 2 * g.OW <= g.W:
+        return _max_pool_2x2(x, g.OH, g.OW)
+    return _max_pool(x, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
 
 
 @njit(inline="always")
@@ -29,8 +30,7 @@ def _take(v, best):
 
 @cpu_kernel()
 def _max_pool(x, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Any window: the comparison updates the maximum by selects rather than branches, which the CPU cannot
-    predict on real data (1.1-1.5x faster)."""
+    """Any window; the running maximum is updated by selects, not branches."""
     n, c, h, w = x.shape
     out = np.empty((n * c, oh * ow), dtype=x.dtype)
     argmax = np.empty((n * c, oh * ow), dtype=np.int32)
@@ -83,19 +83,23 @@ def _max_pool_2x2(x, oh, ow):
     return out.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
 
 
+def max_pool2d_backward(grad_y, argmax, geom):
+    """grad_x[y, x] = sum of grad_y over the windows that chose (y, x) as their maximum."""
+    return _max_pool_backward(grad_y, argmax, geom.H, geom.W)
+
+
 @cpu_kernel()
-def max_pool2d_backward(g, argmax, h, w, kh, kw, sh, sw, ph, pw):
-    """dx[y, x] = sum of g over the windows that chose (y, x) as their maximum. Each (n, c) plane belongs to one
-    thread, which adds its windows in order: no races, deterministic."""
+def _max_pool_backward(g, argmax, h, w):
+    """Each (n, c) plane belongs to one thread, which adds its windows in order: no races, deterministic."""
     n, c, oh, ow = g.shape
-    dx = np.zeros((n, c, h * w), dtype=g.dtype)
+    grad_x = np.zeros((n, c, h * w), dtype=g.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
         for i in range(oh):
             for j in range(ow):
-                dx[b, ci, argmax[b, ci, i, j]] += g[b, ci, i, j]
-    return dx.reshape(n, c, h, w)
+                grad_x[b, ci, argmax[b, ci, i, j]] += g[b, ci, i, j]
+    return grad_x.reshape(n, c, h, w)
 
 
 @njit(cache=True)
@@ -110,8 +114,20 @@ def _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
     return (min(h1, h) - max(h0, 0)) * (min(w1, w) - max(w0, 0))
 
 
+def avg_pool2d_forward(x, geom, count_include_pad):
+    """The mean over each window, PyTorch's divisor (reference/pool.py)."""
+    g = geom
+    return _avg_pool(x, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, count_include_pad)
+
+
+def avg_pool2d_backward(grad_y, geom, count_include_pad):
+    """grad_x[y, x] = sum over the windows containing (y, x) of grad_y / divisor."""
+    g = geom
+    return _avg_pool_backward(grad_y, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, count_include_pad)
+
+
 @cpu_kernel()
-def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
+def _avg_pool(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
     n, c, h, w = x.shape
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     for plane in prange(n * c):
@@ -130,10 +146,10 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
 
 
 @cpu_kernel()
-def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
-    """dx[y, x] = sum over the windows containing (y, x) of g / divisor; one thread per (n, c) plane."""
+def _avg_pool_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
+    """One thread per (n, c) plane."""
     n, c, oh, ow = g.shape
-    dx = np.zeros((n, c, h, w), dtype=g.dtype)
+    grad_x = np.zeros((n, c, h, w), dtype=g.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
@@ -144,8 +160,8 @@ def avg_pool2d_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
                 v = g[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
                 for y in range(h0, h1):
                     for xx in range(w0, w1):
-                        dx[b, ci, y, xx] += v
-    return dx
+                        grad_x[b, ci, y, xx] += v
+    return grad_x
 
 
 @cpu_kernel()
@@ -164,17 +180,17 @@ def global_avg_pool2d_forward(x):
 
 
 @cpu_kernel()
-def global_avg_pool2d_backward(g, h, w):
-    n, c = g.shape[0], g.shape[1]
-    dx = np.empty((n, c, h, w), dtype=g.dtype)
+def global_avg_pool2d_backward(grad_y, h, w):
+    n, c = grad_y.shape[0], grad_y.shape[1]
+    grad_x = np.empty((n, c, h, w), dtype=grad_y.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
-        v = g[b, ci, 0, 0] / (h * w)
+        v = grad_y[b, ci, 0, 0] / (h * w)
         for y in range(h):
             for xx in range(w):
-                dx[b, ci, y, xx] = v
-    return dx
+                grad_x[b, ci, y, xx] = v
+    return grad_x
 
 
 @cpu_kernel()
@@ -199,14 +215,14 @@ def global_max_pool2d_forward(x):
 
 
 @cpu_kernel()
-def global_max_pool2d_backward(g, argmax, h, w):
-    n, c = g.shape[0], g.shape[1]
-    dx = np.empty((n, c, h, w), dtype=g.dtype)
+def global_max_pool2d_backward(grad_y, argmax, h, w):
+    n, c = grad_y.shape[0], grad_y.shape[1]
+    grad_x = np.empty((n, c, h, w), dtype=grad_y.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
         me = argmax[b, ci, 0, 0]
         for y in range(h):
             for xx in range(w):
-                dx[b, ci, y, xx] = g[b, ci, 0, 0] if y * w + xx == me else 0
-    return dx
+                grad_x[b, ci, y, xx] = grad_y[b, ci, 0, 0] if y * w + xx == me else 0
+    return grad_x

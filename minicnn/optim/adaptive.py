@@ -83,11 +83,11 @@ class Adam(Optimizer):
 
     def update(self, group, p, g, state):
         xp = xp_of(g)
-        lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
-        if wd and self.decoupled:
-            p.data *= 1 - lr * wd
-        elif wd:
-            g = g + wd * p.data
+        lr, (b1, b2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        if weight_decay and self.decoupled:
+            p.data *= 1 - lr * weight_decay
+        elif weight_decay:
+            g = g + weight_decay * p.data
         if not state:
             state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
         state["step"] += 1
