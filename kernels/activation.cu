@@ -2,9 +2,7 @@
 // Dropout draws its mask from a counter-based generator (splitmix64 of seed and element index): no state on the
 // device, the same mask for the same seed, and mask and scaling are applied in one pass.
 
-#define GRID_STRIDE(total) \
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 template <typename T>
 __device__ void leaky_relu_fwd(const T* __restrict__ x, T* __restrict__ y, long long n, T slope) {
@@ -42,5 +40,4 @@ extern "C" __global__ void leaky_relu_forward_##S(const T* x, T* y, long long n,
 extern "C" __global__ void leaky_relu_backward_##S(const T* g, const T* x, T* dx, long long n, T slope) { leaky_relu_bwd<T>(g, x, dx, n, slope); } \
 extern "C" __global__ void dropout_forward_##S(const T* x, T* y, T* mask, long long n, double p, T scale, unsigned long long seed) { dropout_fwd<T>(x, y, mask, n, p, scale, seed); }
 
-ENTRY(float, f32)
-ENTRY(double, f64)
+FLOAT_AND_DOUBLE(ENTRY)

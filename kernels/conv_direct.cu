@@ -4,10 +4,7 @@
 // conv_direct and conv_direct_input: one thread per output element, a gather (no atomics). conv_direct_weight:
 // one block per weight element, reducing over images and positions in double precision.
 
-#define GRID_STRIDE(total) \
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)blockDim.x * gridDim.x)
-#define THREADS 256
+#include "common.cuh"
 
 template <typename T>
 __device__ void direct_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
@@ -86,23 +83,9 @@ __device__ void direct_input(const T* __restrict__ g, const T* __restrict__ w, T
 #define DIRECT_ARGS long long N, int C, int H, int W, int K, int G, int KH, int KW, int DH, int DW, int OH
 #define DIRECT_PASS N, C, H, W, K, G, KH, KW, DH, DW, OH
 
-extern "C" __global__ void conv_direct_f32(const float* x, const float* w, const float* b, float* y, DIRECT_ARGS,
-                                           int OW) {
-    direct_forward<float>(x, w, b, y, DIRECT_PASS, OW);
-}
-extern "C" __global__ void conv_direct_f64(const double* x, const double* w, const double* b, double* y,
-                                           DIRECT_ARGS, int OW) {
-    direct_forward<double>(x, w, b, y, DIRECT_PASS, OW);
-}
-extern "C" __global__ void conv_direct_weight_f32(const float* x, const float* g, float* dw, DIRECT_ARGS) {
-    direct_weight<float>(x, g, dw, DIRECT_PASS);
-}
-extern "C" __global__ void conv_direct_weight_f64(const double* x, const double* g, double* dw, DIRECT_ARGS) {
-    direct_weight<double>(x, g, dw, DIRECT_PASS);
-}
-extern "C" __global__ void conv_direct_input_f32(const float* g, const float* w, float* dx, DIRECT_ARGS) {
-    direct_input<float>(g, w, dx, DIRECT_PASS);
-}
-extern "C" __global__ void conv_direct_input_f64(const double* g, const double* w, double* dx, DIRECT_ARGS) {
-    direct_input<double>(g, w, dx, DIRECT_PASS);
-}
+#define ENTRY(T, S) \
+extern "C" __global__ void conv_direct_##S(const T* x, const T* w, const T* b, T* y, DIRECT_ARGS, int OW) { direct_forward<T>(x, w, b, y, DIRECT_PASS, OW); } \
+extern "C" __global__ void conv_direct_weight_##S(const T* x, const T* g, T* dw, DIRECT_ARGS) { direct_weight<T>(x, g, dw, DIRECT_PASS); } \
+extern "C" __global__ void conv_direct_input_##S(const T* g, const T* w, T* dx, DIRECT_ARGS) { direct_input<T>(g, w, dx, DIRECT_PASS); }
+
+FLOAT_AND_DOUBLE(ENTRY)

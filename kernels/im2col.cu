@@ -3,14 +3,15 @@
 // x[n, c, i*SH - PH + r*DH, j*SW - PW + s*DW], or 0 outside the image.
 // col2im is a gather: each input pixel sums the column entries that read it, so there are no atomics.
 
+#include "common.cuh"
+
 template <typename T>
 __device__ void im2col_impl(const T* __restrict__ x, T* __restrict__ cols, long long N, int C, int H, int W,
                             int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW, int OH, int OW) {
     const long long P = (long long)OH * OW;
     const long long NP = N * P;
     const long long total = (long long)C * KH * KW * NP;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(total) {
         const long long col = idx % NP;
         const long long row = idx / NP;
         const int s = (int)(row % KW);
@@ -30,8 +31,7 @@ __device__ void col2im_impl(const T* __restrict__ cols, T* __restrict__ dx, long
     const long long P = (long long)OH * OW;
     const long long NP = N * P;
     const long long total = N * C * H * W;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(total) {
         const int wi = (int)(idx % W);
         const int hi = (int)((idx / W) % H);
         const int c = (int)((idx / ((long long)W * H)) % C);
@@ -62,8 +62,7 @@ __device__ void im2col_shifted_impl(const T* __restrict__ x, T* __restrict__ col
     const long long plane = (long long)H * W;
     const long long NS = N * span;
     const long long total = (long long)C * KH * KW * NS;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(total) {
         const long long row = idx / NS;
         const long long n = (idx % NS) / span;
         const long long p = idx % span + ((row / KW) % KH) * DH * W + (row % KW) * DW;
@@ -80,8 +79,7 @@ __device__ void col2im_shifted_impl(const T* __restrict__ cols, T* __restrict__ 
     const long long plane = (long long)H * W;
     const long long NS = N * span;
     const long long total = N * C * plane;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(total) {
         const long long p = idx % plane;
         const long long c = (idx / plane) % C;
         const long long n = idx / (plane * C);
@@ -98,25 +96,13 @@ __device__ void col2im_shifted_impl(const T* __restrict__ cols, T* __restrict__ 
 
 #define SHIFT_ARGS long long N, int C, int H, int W, int KH, int KW, int DH, int DW, int OH
 #define SHIFT_PASS N, C, H, W, KH, KW, DH, DW, OH
-
-extern "C" __global__ void im2col_shifted_f32(const float* x, float* cols, SHIFT_ARGS) {
-    im2col_shifted_impl<float>(x, cols, SHIFT_PASS);
-}
-extern "C" __global__ void im2col_shifted_f64(const double* x, double* cols, SHIFT_ARGS) {
-    im2col_shifted_impl<double>(x, cols, SHIFT_PASS);
-}
-extern "C" __global__ void col2im_shifted_f32(const float* cols, float* dx, SHIFT_ARGS) {
-    col2im_shifted_impl<float>(cols, dx, SHIFT_PASS);
-}
-extern "C" __global__ void col2im_shifted_f64(const double* cols, double* dx, SHIFT_ARGS) {
-    col2im_shifted_impl<double>(cols, dx, SHIFT_PASS);
-}
-
 #define CONV_ARGS long long N, int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, \
                   int DW, int OH, int OW
 #define CONV_PASS N, C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW
+#define ENTRY(T, S) \
+extern "C" __global__ void im2col_##S(const T* x, T* cols, CONV_ARGS) { im2col_impl<T>(x, cols, CONV_PASS); } \
+extern "C" __global__ void col2im_##S(const T* cols, T* dx, CONV_ARGS) { col2im_impl<T>(cols, dx, CONV_PASS); } \
+extern "C" __global__ void im2col_shifted_##S(const T* x, T* cols, SHIFT_ARGS) { im2col_shifted_impl<T>(x, cols, SHIFT_PASS); } \
+extern "C" __global__ void col2im_shifted_##S(const T* cols, T* dx, SHIFT_ARGS) { col2im_shifted_impl<T>(cols, dx, SHIFT_PASS); }
 
-extern "C" __global__ void im2col_f32(const float* x, float* cols, CONV_ARGS) { im2col_impl<float>(x, cols, CONV_PASS); }
-extern "C" __global__ void im2col_f64(const double* x, double* cols, CONV_ARGS) { im2col_impl<double>(x, cols, CONV_PASS); }
-extern "C" __global__ void col2im_f32(const float* cols, float* dx, CONV_ARGS) { col2im_impl<float>(cols, dx, CONV_PASS); }
-extern "C" __global__ void col2im_f64(const double* cols, double* dx, CONV_ARGS) { col2im_impl<double>(cols, dx, CONV_PASS); }
+FLOAT_AND_DOUBLE(ENTRY)

@@ -4,9 +4,7 @@
 // a label outside [0, C) gives a NaN loss. Backward: one thread per element, (softmax - q) * g / N with
 // q = (1 - eps) onehot(y) + eps/C.
 
-#define GRID_STRIDE(total) \
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 template <typename T>
 __device__ void ce_fwd(const T* __restrict__ x, const long long* __restrict__ y, T* __restrict__ loss,
@@ -43,5 +41,4 @@ __device__ void ce_bwd(const T* __restrict__ x, const long long* __restrict__ y,
 extern "C" __global__ void cross_entropy_forward_##S(const T* x, const long long* y, T* loss, T* lse, long long N, int C, double eps) { ce_fwd<T>(x, y, loss, lse, N, C, eps); } \
 extern "C" __global__ void cross_entropy_backward_##S(const T* x, const long long* y, const T* lse, const T* g, T* dx, long long N, int C, double eps) { ce_bwd<T>(x, y, lse, g, dx, N, C, eps); }
 
-ENTRY(float, f32)
-ENTRY(double, f64)
+FLOAT_AND_DOUBLE(ENTRY)

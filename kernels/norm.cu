@@ -3,10 +3,7 @@
 // its first thread updates the running statistics (unbiased variance) in the same kernel; the apply and backward
 // passes are elementwise. The backward reduction recomputes xhat from x, so only x and the statistics are kept.
 
-#define GRID_STRIDE(total) \
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)blockDim.x * gridDim.x)
-#define THREADS 256
+#include "common.cuh"
 
 __device__ double block_sum(double v, double* shared) {
     shared[threadIdx.x] = v;
@@ -131,5 +128,4 @@ extern "C" __global__ void batch_norm_backward_apply_##S(const T* g, const T* x,
 extern "C" __global__ void lrn_forward_##S(const T* x, T* y, T* s, long long total, int C, long long L, int size, double alpha, double beta, double k) { lrn_fwd<T>(x, y, s, total, C, L, size, alpha, beta, k); } \
 extern "C" __global__ void lrn_backward_##S(const T* g, const T* x, const T* s, T* dx, long long total, int C, long long L, int size, double alpha, double beta) { lrn_bwd<T>(g, x, s, dx, total, C, L, size, alpha, beta); }
 
-ENTRY(float, f32)
-ENTRY(double, f64)
+FLOAT_AND_DOUBLE(ENTRY)

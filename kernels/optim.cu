@@ -2,9 +2,7 @@
 // SGD, PyTorch's rule term by term in the parameter's type: d = g + wd p; with momentum b = d at the first step,
 // else b = mu b + keep d (keep = 1 - dampening), and d = d + mu b (Nesterov) or b; p -= lr d.
 
-#define GRID_STRIDE(total) \
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 template <typename T>
 __device__ void sgd(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ buf, long long n, T lr, T wd,
@@ -24,5 +22,4 @@ __device__ void sgd(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ 
 extern "C" __global__ void sgd_step_##S(T* p, const T* g, T* buf, long long n, T lr, T wd, T mu, T keep, \
                                         int nesterov, int first) { sgd<T>(p, g, buf, n, lr, wd, mu, keep, nesterov, first); }
 
-ENTRY(float, f32)
-ENTRY(double, f64)
+FLOAT_AND_DOUBLE(ENTRY)

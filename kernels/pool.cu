@@ -2,9 +2,7 @@
 // a gather over the windows that contain the pixel, so no atomics). Max pooling pads with -inf, keeps the flat
 // index y*W + x of the first maximum (a NaN wins, as in PyTorch); average pooling divides by PyTorch's divisor.
 
-#define GRID_STRIDE(total) \
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 template <typename T>
 __device__ bool beats(T v, T best) { return v > best || isnan((double)v); }
@@ -154,5 +152,4 @@ extern "C" __global__ void global_avg_pool2d_backward_##S(const T* g, T* dx, lon
 extern "C" __global__ void global_max_pool2d_forward_##S(const T* x, T* out, int* argmax, long long NC, int HW) { gmax_fwd<T>(x, out, argmax, NC, HW); } \
 extern "C" __global__ void global_max_pool2d_backward_##S(const T* g, const int* argmax, T* dx, long long NC, int HW) { gmax_bwd<T>(g, argmax, dx, NC, HW); }
 
-ENTRY(float, f32)
-ENTRY(double, f64)
+FLOAT_AND_DOUBLE(ENTRY)
