@@ -4,7 +4,7 @@ this process has them take turns, a few timed runs each, so both see the same ma
 Why not one process: minicnn and PyTorch load the same OpenMP runtime (libgomp), which fixes its threads' wait
 policy when the first of them loads it. Run together, one framework's setting is imposed on the other: with
 minicnn's OMP_WAIT_POLICY=PASSIVE (minicnn/_process.py) PyTorch's LeNet-5 step took 9.1-16 ms instead of
-7.1-7.9 ms, and with PyTorch's default spinning threads minicnn's took 62 ms instead of 10.5 (benchmarks/RESULTS.md).
+7.1-7.9 ms, and with PyTorch's default spinning threads minicnn's took 62 ms instead of 10.5 (benchmarks/LOG.md).
 Each worker runs with its framework's own settings, as a user's program would.
 """
 import importlib.metadata
@@ -86,9 +86,11 @@ class Workers:
         return medians["minicnn"], medians.get("torch")
 
 
-def table(rows, title):
-    """rows: (case, minicnn seconds, torch seconds or None) -> a markdown table with the ratio."""
-    lines = [f"### {title}", "", "| case | minicnn (ms) | PyTorch (ms) | minicnn / PyTorch |", "| --- | ---: | ---: | ---: |"]
+def table(rows, title=None):
+    """rows: (case, minicnn seconds, torch seconds or None) -> a markdown table with the ratio, under a heading
+    `### title` when a title is given."""
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| case | minicnn (ms) | PyTorch (ms) | minicnn / PyTorch |", "| --- | ---: | ---: | ---: |"]
     for case, ours, theirs in rows:
         ratio = f"{ours / theirs:.2f}" if theirs else "n/a"
         th = f"{theirs * 1e3:.3f}" if theirs else "n/a"

@@ -1,18 +1,18 @@
 """Process-wide settings that a NumPy engine needs to run fast on a few cores. Imported first by minicnn/__init__.
 
-Threads. OpenBLAS's worker threads busy-wait about 0.1 s after every matrix product, and Numba's OpenMP workers
-busy-wait after every kernel: on a few cores each steals the cores the other needs next (conv2d forward+backward
-ran 2-3x slower, see benchmarks/RESULTS.md). OpenBLAS reads its setting when NumPy loads it, so it only takes
-effect when minicnn is imported before NumPy; a value set by the user wins. OpenMP's setting is read once, when
-the runtime (libgomp) is loaded, and PyTorch loads the same one: if it was imported first, without the setting,
-Numba's workers would spin against OpenBLAS's and LeNet-5 would train 6x slower; minicnn then runs its kernels on
-Numba's own thread pool instead ("workqueue"; 1.5x slower, as OpenBLAS was loaded before the timeout too) and warns.
+Threads. OpenBLAS's worker threads busy-wait for a while after every matrix product, and Numba's OpenMP workers
+busy-wait after every kernel: on a few cores each steals the cores the other needs next. minicnn sets
+OPENBLAS_THREAD_TIMEOUT and OMP_WAIT_POLICY=PASSIVE so that both sleep instead. OpenBLAS reads its setting when
+NumPy loads it, so it only takes effect when minicnn is imported before NumPy; a value set by the user wins.
+OpenMP's setting is read once, when the runtime (libgomp) is loaded, and PyTorch loads the same one: if it was
+imported first, without the setting, Numba's workers would spin against OpenBLAS's; minicnn then runs its kernels
+on Numba's own thread pool instead ("workqueue") and warns.
 
 Memory. A training step allocates and frees the same large arrays (im2col matrices, activations, gradients) again
 and again. By default glibc hands every array over 128 KB straight back to the OS when it is freed, and the next
-step pays a page fault for every 4 KB of it again: a third of LeNet-5's training step (benchmarks/RESULTS.md).
-minicnn asks glibc to serve arrays up to 32 MB from its heap and to keep up to 128 MB of freed heap for reuse.
-A user's own MALLOC_* environment settings win; other C libraries are left alone.
+step pays a page fault for every 4 KB of it again. minicnn asks glibc to serve arrays up to 32 MB from its heap and
+to keep up to 128 MB of freed heap for reuse. A user's own MALLOC_* environment settings win; other C libraries are
+left alone. What each setting is worth, measured: benchmarks/PERFORMANCE.md.
 """
 import ctypes
 import os
@@ -40,8 +40,8 @@ def avoid_spinning_openmp():
     else:
         os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
     warnings.warn("minicnn: PyTorch (or another library using OpenMP) was imported before minicnn, so OpenMP's "
-                  "threads spin-wait; minicnn runs its kernels on Numba's workqueue threads instead, at about 2/3 "
-                  "of its speed. For full speed import minicnn first, or set OMP_WAIT_POLICY=PASSIVE.",
+                  "threads spin-wait; minicnn runs its kernels on Numba's workqueue threads instead, which is "
+                  "slower. For full speed import minicnn first, or set OMP_WAIT_POLICY=PASSIVE.",
                   RuntimeWarning, stacklevel=3)
     return True
 

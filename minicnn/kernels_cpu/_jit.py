@@ -1,10 +1,9 @@
 """The decorator of the CPU kernels: each is compiled twice by Numba, with threads (prange runs in parallel) and
 without (prange is a plain loop), and a call picks by the size of its first array.
 
-Waking Numba's worker threads costs 50-150 us a kernel: they sleep between kernels (OMP_WAIT_POLICY=PASSIVE,
-minicnn/_process.py; spinning instead steals the cores OpenBLAS needs, 1.3-1.5x slower steps). That is more than
-a kernel on a small array takes on one core (a ReLU on 15,000 elements: 10 us): LeNet-5's step at batch 1 spent
-1.4 ms of its 2.1 ms waking threads. Each variant compiles on its first use, so only the ones a program needs.
+Numba's worker threads sleep between kernels (OMP_WAIT_POLICY=PASSIVE, minicnn/_process.py), and waking them
+costs more than a kernel on a small array takes on one thread, so arrays below SERIAL_BELOW elements run on the
+calling thread. Each variant compiles on its first use, so only the ones a program needs.
 """
 import functools
 import types

@@ -2,9 +2,8 @@
 tile of outputs in registers through a long sum.
 
 Numba vectorises the innermost loop over an array, and a sum over a tile of outputs then lives in memory: every
-multiply-add loads and stores its accumulator (an L1-resident acc[q] += w*x[q] runs at about 20 GFMA/s a core,
-benchmarks/RESULTS.md), where a BLAS micro-kernel keeps its tile in registers and runs near the FMA units' peak
-(Goto and van de Geijn 2008). These intrinsics let a kernel do the same. A tile is a tuple of `Vec`s (Numba keeps
+multiply-add loads and stores its accumulator, where a BLAS micro-kernel keeps its tile in registers and runs near
+the FMA units' peak (Goto and van de Geijn 2008). These intrinsics let a kernel do the same. A tile is a tuple of `Vec`s (Numba keeps
 a tuple in registers): `tile_of` starts one, `tile_fma` adds an outer product to it (P scalars from an array, each
 broadcast to every lane, times T weight vectors: T*P fused multiply-adds, compiled to `vfmadd231ps (mem){1to16}` or
 one broadcast and T register FMAs), and `tile_store` / `tile_add_into` write it out. A multiply-add takes about 4
