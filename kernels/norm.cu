@@ -114,7 +114,7 @@ __device__ void lrn_bwd(const T* __restrict__ g, const T* __restrict__ x, const 
         double acc = 0.0;
         for (int c = max(0, j - (size - 1) / 2); c <= min(C - 1, j + size / 2); ++c) {
             const long long i = base + (long long)c * L;
-            acc += (double)g[i] * (double)x[i] * pow((double)s[i], -beta - 1.0);
+            if (x[i] != T(0)) acc += (double)g[i] * (double)x[i] * pow((double)s[i], -beta - 1.0);  // s may be 0 there
         }
         dx[idx] = (T)((double)g[idx] * pow((double)s[idx], -beta) - 2.0 * alpha * beta / size * (double)x[idx] * acc);
     }

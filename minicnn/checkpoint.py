@@ -65,6 +65,7 @@ def save(path, model, optimizer=None, scheduler=None, meta=None):
         info["optimizer"] = dict(param_groups=_jsonable(sd["param_groups"]), scalars=scalars)
     if scheduler is not None:
         info["scheduler"] = _jsonable(scheduler.state_dict())
+    info["arrays"] = sorted(arrays)  # the manifest: load() finds a damaged or missing member by it
     arrays["__minicnn__"] = np.array(json.dumps(info))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -81,6 +82,12 @@ def load(path):
             if "__minicnn__" not in z.files:
                 raise CheckpointError(f"{path} is not a minicnn checkpoint (no minicnn header)")
             info = json.loads(str(z["__minicnn__"]))
+            members = set(z.files) - {"__minicnn__"}
+            expected = set(info.get("arrays", ())) if isinstance(info, dict) and "arrays" in info else {
+                k for k in members if k.startswith(("model/", "optim/"))}
+            if members != expected:
+                raise CheckpointError(f"{path} is damaged: its arrays do not match its header (missing "
+                                      f"{sorted(expected - members)}, unexpected {sorted(members - expected)})")
             model_sd = {k[len("model/"):]: z[k] for k in z.files if k.startswith("model/")}
             optim = {}
             for k in z.files:
@@ -153,6 +160,8 @@ def load_weights(model, model_sd, path):
 
 def restore_optimizer(optimizer, info, arrays):
     """Load the optimizer state that save() wrote (the JSON part in `info`, the arrays in `arrays`)."""
+    if "optimizer" not in info:
+        raise CheckpointError("the checkpoint holds no optimizer state (it was saved without an optimizer)")
     sd = info["optimizer"]
     state = {}
     for idx in set(arrays) | set(sd["scalars"]):

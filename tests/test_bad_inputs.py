@@ -326,3 +326,81 @@ def test_softmax_of_an_empty_axis_is_empty(torch_mod):
     y.sum().backward()
     assert y.shape == F.log_softmax(x).shape == tuple(torch_mod.softmax(torch_mod.ones(2, 0), -1).shape) == (2, 0)
     assert x.grad.shape == (2, 0)
+
+
+def test_loaded_optimizer_state_is_copied():
+    """Loading one state dict into two optimizers gives two independent runs (PyTorch copies the state)."""
+    p = param(2)
+    p.grad = mc.tensor(np.ones(2, np.float32))
+    first = optim.SGD([p], lr=0.1, momentum=0.9)
+    first.step()
+    saved = first.state_dict()
+    second = optim.SGD([param(2)], lr=0.1, momentum=0.9)
+    second.load_state_dict(saved)
+    second.param_groups[0]["params"][0].grad = mc.tensor(np.ones(2, np.float32))
+    second.step()
+    np.testing.assert_array_equal(saved["state"][0]["momentum_buffer"], 1.0)
+
+
+def test_non_finite_values_stay_in_their_own_windows(torch_mod):
+    torch = torch_mod
+    x = np.array([[[[1.0, 2.0, 3.0, 4.0, -np.inf]]]])
+    np.testing.assert_array_equal(F.adaptive_avg_pool2d(mc.tensor(x), (1, 2)).numpy(),
+                                  torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), (1, 2)).numpy())
+    x = np.ones((1, 3, 1, 1))
+    x[0, 0] = np.inf
+    np.testing.assert_allclose(F.local_response_norm(mc.tensor(x), 1).numpy(),
+                               torch.nn.functional.local_response_norm(torch.tensor(x), 1).numpy())
+    zero = mc.tensor(np.zeros((1, 3, 2, 2)), requires_grad=True)
+    F.local_response_norm(zero, 2, alpha=1.0, beta=0.0, k=0.0).sum().backward()
+    np.testing.assert_array_equal(zero.grad.numpy(), 1.0)
+
+
+def test_edge_shapes_follow_pytorch():
+    assert mc.tensor(1.0).sum(axis=0).item() == 1.0 and mc.tensor(2.0).mean(axis=-1).item() == 2.0
+    assert mc.tensor(np.zeros((2, 0, 1))).max(axis=0).shape == (0, 1)
+    assert mc.tensor(np.zeros((0, 2, 2))).flatten(1).shape == (0, 4)
+    x, w = mc.tensor(np.ones(2), requires_grad=True), mc.tensor(np.ones((0, 2)), requires_grad=True)
+    F.linear(x, w).sum().backward()
+    assert x.grad.numpy().tolist() == [0.0, 0.0] and w.grad.shape == (0, 2)
+    with pytest.raises(ValueError, match="getitem: index .* slice step cannot be zero"):
+        mc.tensor(np.ones(3))[::0]
+    with pytest.raises(ValueError, match="softmax: axis 2 is out of range"):
+        F.softmax(mc.tensor(1.0), axis=2)
+    with pytest.raises(ValueError, match="avg_pool2d: expected feature maps of at least one pixel"):
+        F.avg_pool2d(mc.tensor(np.zeros((1, 1, 2, 0))), 2, 1, 1, count_include_pad=False)
+
+
+def test_multistep_milestones_at_or_before_the_start(torch_mod):
+    torch = torch_mod
+    for milestones in ([0], [-1], [0, 2]):
+        ours = optim.SGD([param(1)], lr=1.0)
+        theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        s1 = optim.lr_scheduler.MultiStepLR(ours, milestones, 0.1)
+        s2 = torch.optim.lr_scheduler.MultiStepLR(theirs, milestones, 0.1)
+        for _ in range(3):
+            assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"])
+            theirs.step()
+            s1.step()
+            s2.step()
+
+
+def test_a_damaged_checkpoint_member_is_found(tmp_path):
+    """The header lists every array: a member renamed or dropped by damage is an error, not a silent gap."""
+    import zipfile
+    from minicnn import checkpoint
+    model = nn.Linear(2, 3)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.weight.grad, model.bias.grad = mc.tensor(np.ones((3, 2), np.float32)), mc.tensor(np.ones(3, np.float32))
+    opt.step()
+    path = tmp_path / "last.npz"
+    checkpoint.save(path, model, opt)
+    damaged = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename.replace("optim/0/", "optin/0/"), src.read(item))
+    with pytest.raises(checkpoint.CheckpointError, match=r"is damaged: .*missing \['optim/0/momentum_buffer'\]"):
+        checkpoint.load(damaged)
+    info, _, _ = checkpoint.load(path)
+    with pytest.raises(checkpoint.CheckpointError, match="holds no optimizer state"):
+        checkpoint.restore_optimizer(opt, {k: v for k, v in info.items() if k != "optimizer"}, {})

@@ -13,11 +13,11 @@ class LeakyReLU(Function):
     """x for x > 0, slope * x otherwise (Maas et al. 2013); slope 0 is the ReLU, max(0, x) (Nair and Hinton 2010),
     whose gradient at 0 is taken as 0, like PyTorch. One kernel each way (Numba or CUDA), keeping x."""
 
-    def __init__(self, negative_slope):
-        self.slope = negative_slope
+    def __init__(self, negative_slope, name):
+        self.slope, self.name = negative_slope, name
 
     def forward(self, x):
-        check_float("relu" if self.slope == 0 else "leaky_relu", x)
+        check_float(self.name, x)
         self.x = x
         return kernels_for(x).leaky_relu_forward(x, x.dtype.type(self.slope))
 
@@ -55,7 +55,8 @@ class Softmax(Function):
 
     def forward(self, x):
         check_float("softmax", x, kernel=False)
-        self.axis = axis_index("softmax", self.axis, x.ndim) if x.ndim else None
+        axis = axis_index("softmax", self.axis, x.ndim)
+        self.axis = axis if x.ndim else None  # a 0-d tensor's one axis is the whole tensor
         if x.size == 0:
             self.out = x.copy()
             return self.out
@@ -75,7 +76,8 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         check_float("log_softmax", x, kernel=False)
-        self.axis = axis_index("log_softmax", self.axis, x.ndim) if x.ndim else None
+        axis = axis_index("log_softmax", self.axis, x.ndim)
+        self.axis = axis if x.ndim else None  # a 0-d tensor's one axis is the whole tensor
         if x.size == 0:
             self.out = x.copy()
             return self.out
@@ -89,13 +91,13 @@ class LogSoftmax(Function):
 
 
 def relu(x):
-    return LeakyReLU.apply(x, negative_slope=0.0)
+    return LeakyReLU.apply(x, negative_slope=0.0, name="relu")
 
 
 def leaky_relu(x, negative_slope=0.01):
     if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
         raise TypeError(f"leaky_relu: negative_slope must be a number, got {negative_slope!r}")
-    return LeakyReLU.apply(x, negative_slope=negative_slope)
+    return LeakyReLU.apply(x, negative_slope=negative_slope, name="leaky_relu")
 
 
 def sigmoid(x):

@@ -1,4 +1,6 @@
 """Fully connected layer: y = x W^T + b, with W of shape (out_features, in_features) as in PyTorch."""
+import numpy as np
+
 from ..autograd import Function
 from ._utils import check_float
 
@@ -20,9 +22,10 @@ class Linear(Function):
         return y + b if b is not None else y
 
     def backward(self, grad_y):
-        grad_y2 = grad_y.reshape(-1, grad_y.shape[-1])
+        rows = int(np.prod(grad_y.shape[:-1]))  # every leading axis as one (explicit: -1 fails on empty arrays)
+        grad_y2 = grad_y.reshape(rows, grad_y.shape[-1])
         grad_x = grad_y @ self.w if self.needs_input_grad[0] else None
-        grad_w = grad_y2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
+        grad_w = grad_y2.T @ self.x.reshape(rows, self.x.shape[-1]) if self.needs_input_grad[1] else None
         if not self.has_bias:
             return grad_x, grad_w
         return grad_x, grad_w, (grad_y2.sum(axis=0) if self.needs_input_grad[2] else None)

@@ -215,7 +215,7 @@ def _axes(axis, ndim, name):
     out = [axis_index(name, ax, ndim) for ax in axes]
     if len(set(out)) != len(out):
         raise ValueError(f"{name}: axis {axis} names an axis twice")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else ()  # a 0-d tensor's one axis (0 or -1) is no axis at all
 
 
 def _expand(g, axes, keepdims):
@@ -260,9 +260,10 @@ class Max(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, a):
-        if a.size == 0:
-            raise ValueError("max: expected a non-empty tensor, got shape " + str(tuple(a.shape)))
         self.axes = _axes(self.axis, a.ndim, "max")
+        if any(a.shape[ax] == 0 for ax in self.axes):
+            raise ValueError(f"max: the axes reduced over must not be empty, got shape {tuple(a.shape)} and axis "
+                             f"{self.axis}")
         out = a.max(axis=self.axes, keepdims=True)
         self.mask = a == out
         return out if self.keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in self.axes])
@@ -325,6 +326,8 @@ def pow(a, b):
             raise ValueError(f"pow: integers to negative integer powers are not allowed, got {a.dtype} ** {b}")
         return PowConst.apply(a if dtype == a.dtype else a.to(dtype=dtype), exponent=b)
     a, b = _pair(a, b, "pow")
+    if a.dtype.kind == "b":
+        raise TypeError("pow: bool tensors have no powers; convert them with .to(dtype=...) first")
     if a.dtype.kind in "iu" and (b.data < 0).any():
         raise ValueError(f"pow: integers to negative integer powers are not allowed, got {a.dtype} ** {b.dtype}")
     return Pow.apply(a, b)

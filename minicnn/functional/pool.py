@@ -31,6 +31,8 @@ class _Pool2d(Function):
         check_4d(self.name, x)
         check_float(self.name, x)
         h, w = x.shape[2:]
+        if h * w == 0:
+            raise ValueError(f"{self.name}: expected feature maps of at least one pixel, got input {tuple(x.shape)}")
         if any(n + 2 * p < k for n, p, k in zip((h, w), self.padding, self.kernel)):
             raise ValueError(f"{self.name}: kernel {self.kernel} is larger than the padded input {(h, w)} + "
                              f"2*{self.padding}")
@@ -90,18 +92,34 @@ class GlobalPool2d(Function):
         return kern.global_max_pool2d_backward(grad_y, self.argmax, *self.x_shape[2:])
 
 
-def _adaptive_matrix(n_in, n_out, dtype):
-    """Row i averages inputs floor(i n_in / n_out) .. ceil((i + 1) n_in / n_out) - 1 (PyTorch's bins)."""
-    m = np.zeros((n_out, n_in), dtype=dtype)
-    for i in range(n_out):
-        lo, hi = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return m
+def _bins(n_in, n_out):
+    """PyTorch's bins: output i averages inputs floor(i n_in / n_out) .. ceil((i + 1) n_in / n_out) - 1. Returns the
+    inputs of every bin as a table (n_out, longest bin), its real entries (a mask: bins differ in length), and
+    the averaging matrix (n_out, n_in)."""
+    i = np.arange(n_out)
+    lo, hi = i * n_in // n_out, -(-(i + 1) * n_in // n_out)
+    span = np.arange((hi - lo).max())
+    index, real = np.minimum(lo[:, None] + span, n_in - 1), span < (hi - lo)[:, None]
+    matrix = np.zeros((n_out, n_in))
+    matrix[np.nonzero(real)[0], index[real]] = (1.0 / (hi - lo))[np.nonzero(real)[0]]
+    return index, real, matrix
+
+
+def _bin_means(x, axis, n_out):
+    """The mean of each bin along `axis` (a gather and a masked sum: an inf counts only in its own bin)."""
+    xp = xp_of(x)
+    index, real, _ = _bins(x.shape[axis], n_out)
+    taken = xp.take(x, xp.asarray(index.ravel()), axis=axis)
+    taken = taken.reshape(x.shape[:axis] + index.shape + x.shape[axis + 1:])
+    mask = xp.asarray(real.reshape(real.shape + (1,) * (x.ndim - axis - 1)))
+    return xp.where(mask, taken, 0).sum(axis=axis + 1) / xp.asarray(real.sum(axis=1), dtype=x.dtype).reshape(
+        (-1,) + (1,) * (x.ndim - axis - 1))
 
 
 class AdaptiveAvgPool2d(Function):
-    """Average pooling to a fixed output size: y = A_h x A_w^T with averaging matrices, so backward is
-    dx = A_h^T g A_w."""
+    """Average pooling to a fixed output size (OH, OW), bin by bin along H, then along W. As a matrix product,
+    y = A_h x A_w^T with averaging matrices, so backward is grad_x = A_h^T grad_y A_w. Saved for backward: the
+    two matrices."""
 
     def __init__(self, output_size):
         self.output_size = pair("adaptive_avg_pool2d", "output_size", output_size, 1)
@@ -112,13 +130,13 @@ class AdaptiveAvgPool2d(Function):
         if x.shape[2] * x.shape[3] == 0:
             raise ValueError(f"adaptive_avg_pool2d: expected feature maps of at least one pixel, got input "
                              f"{tuple(x.shape)}")
-        xp = xp_of(x)
-        self.ah = xp.asarray(_adaptive_matrix(x.shape[2], self.output_size[0], x.dtype))
-        self.aw = xp.asarray(_adaptive_matrix(x.shape[3], self.output_size[1], x.dtype))
-        return self.ah @ x @ self.aw.T
+        xp, (oh, ow) = xp_of(x), self.output_size
+        self.ah = xp.asarray(_bins(x.shape[2], oh)[2], dtype=x.dtype)
+        self.aw = xp.asarray(_bins(x.shape[3], ow)[2], dtype=x.dtype)
+        return _bin_means(_bin_means(x, 2, oh), 3, ow)
 
-    def backward(self, g):
-        return self.ah.T @ g @ self.aw
+    def backward(self, grad_y):
+        return self.ah.T @ grad_y @ self.aw
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):

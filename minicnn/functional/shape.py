@@ -64,6 +64,8 @@ class GetItem(Function):
             return a[self.index]
         except IndexError as e:  # an IndexError still, so that iteration and `in` stop at the end as in Python
             raise IndexError(f"getitem: index {self.index!r} is invalid for shape {tuple(a.shape)}: {e}") from None
+        except (ValueError, TypeError) as e:  # a slice step of 0, an index of the wrong type
+            raise type(e)(f"getitem: index {self.index!r} is invalid for shape {tuple(a.shape)}: {e}") from None
 
     def backward(self, g):
         xp = xp_of(g)
@@ -150,7 +152,7 @@ def transpose(a, *axes):
 def flatten(a, start_axis=0):
     """Merge the axes from `start_axis` on into one (start_axis=1 keeps the batch axis)."""
     start = axis_index("flatten", start_axis, a.ndim)
-    return reshape(a, *a.shape[:start], -1)
+    return reshape(a, *a.shape[:start], int(np.prod(a.shape[start:])))  # no -1: it cannot be inferred from 0
 
 
 def getitem(a, index):

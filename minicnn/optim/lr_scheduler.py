@@ -95,9 +95,15 @@ class MultiStepLR(LRScheduler):
         _check_number("MultiStepLR", "gamma", gamma, low=0)
         self.milestones, self.gamma = sorted(milestones), gamma
         super().__init__(optimizer)
+        if 0 in self.milestones:  # epoch 0 is the start, as in PyTorch: a milestone there decays at once
+            for g in optimizer.param_groups:
+                g["lr"] = self.chained_lr(g["lr"], None, 0)
+            self._last_lr = self.get_last_lr()
 
     def lr_at(self, base, epoch):
-        return base * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+        """base * gamma^(milestones in 0..epoch; negative ones are never reached)."""
+        passed = bisect.bisect_right(self.milestones, epoch) - bisect.bisect_left(self.milestones, 0)
+        return base * self.gamma ** passed
 
     def chained_lr(self, lr, base, epoch):
         return lr * self.gamma ** self.milestones.count(epoch)

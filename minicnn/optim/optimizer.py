@@ -89,12 +89,13 @@ class Optimizer:
         return state
 
     def _checked_grad(self, p):
+        """p's gradient, checked against p and in p's dtype."""
         g = p.grad.data if isinstance(p.grad, Tensor) else None
         if g is None or g.shape != p.data.shape or g.dtype.kind != "f" or backend.device_of(g) != p.device:
             raise ValueError(f"{type(self).__name__}.step: a parameter of shape {p.shape}, {p.dtype} on {p.device} "
                              f"has a .grad of {self._describe(p.grad)}; expected a floating-point gradient of its "
                              "shape on its device")
-        return g
+        return g if g.dtype == p.dtype else g.astype(p.dtype)
 
     @staticmethod
     def _describe(v):
@@ -182,5 +183,5 @@ class Optimizer:
             if v.shape != p.shape or v.dtype.kind not in "iuf":
                 raise ValueError(f"{name}: state '{key}' of parameter {i} has {self._describe(v)}, expected "
                                  f"numbers of the parameter's shape {p.shape}")
-            out[key] = backend.to_device(np.ascontiguousarray(v, dtype=p.dtype), p.device)
+            out[key] = backend.to_device(np.array(v, dtype=p.dtype, order="C", copy=True), p.device)  # its own copy
         return out

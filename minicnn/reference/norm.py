@@ -55,24 +55,27 @@ def batch_norm_backward(grad_y, x, mean, invstd, weight, training):
 
 
 def _window_sum(a, before, after):
-    """out[:, c] = sum of a[:, c - before .. c + after] along the channel axis, zeros beyond the edges (as the
-    difference of two cumulative sums)."""
-    xp = xp_of(a)
+    """out[:, c] = sum of a[:, c - before .. c + after] along the channel axis, zeros beyond the edges: one shifted
+    slice of the zero-padded a per window position (an inf stays in the windows that hold it)."""
     pad = [(0, 0)] * a.ndim
-    pad[1] = (before + 1, after)
-    total = xp.cumsum(xp.pad(a, pad), axis=1)
+    pad[1] = (before, after)
+    padded = xp_of(a).pad(a, pad)
     c = a.shape[1]
-    return total[:, before + 1 + after:before + 1 + after + c] - total[:, :c]
+    return sum(padded[:, t:t + c] for t in range(before + after + 1))
 
 
 def lrn_forward(x, size, alpha, beta, k):
     """(y, S) of local response normalisation across channels (axis 1); S is kept for backward."""
     s = k + (alpha / size) * _window_sum(x * x, size // 2, (size - 1) // 2)
-    return x * s ** -beta, s
+    with np.errstate(invalid="ignore"):  # inf * 0 where x is infinite: NaN, as in PyTorch
+        return x * s ** -beta, s
 
 
 def lrn_backward(grad_y, x, s, size, alpha, beta):
-    """grad_x; the channels c whose window holds j are j - (size-1)//2 .. j + size//2."""
-    t = grad_y * x * s ** (-beta - 1)
+    """grad_x; the channels c whose window holds j are j - (size-1)//2 .. j + size//2. A channel with x_c = 0 adds
+    nothing (its S_c may be 0 when k = 0)."""
+    xp = xp_of(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = xp.where(x == 0, 0, grad_y * x * s ** (-beta - 1))
     back = _window_sum(t, (size - 1) // 2, size // 2)
     return grad_y * s ** -beta - (2 * beta * alpha / size) * x * back
