@@ -1,5 +1,5 @@
 """The fuzz test of issue 16: hypothesis drives the public API (functional ops, Tensor methods and operators, nn
-layers, optimizers, schedulers, checkpoint.load) with bad shapes, dtypes, axes, sizes and values, and checks every
+layers, optimizers, schedulers, checkpoint.load, the command line) with bad shapes, dtypes, axes, sizes and values, and checks every
 draw against PyTorch (tests/fuzz/verdicts.py says how). Each group runs in a subprocess of its own, so that a segfault
 or an abort in a kernel fails this test (with the worker's output) instead of killing the suite, and one group's
 crash does not hide another's failures. The groups run side by side.
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 GROUPS = {"ops": ("ops.py", "test_"), "tensor": ("tensor.py", "test_"),  # group: its module, the -k selection
           "nn_sched": ("nn_optim.py", "test_nn_ or test_sched_"), "optim": ("nn_optim.py", "test_optim_"),
-          "checkpoint": ("checkpoints.py", "test_")}
+          "checkpoint": ("checkpoints.py", "test_"), "cli": ("cli.py", "test_")}
 TIMEOUT = 600
 
 
