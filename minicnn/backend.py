@@ -105,10 +105,11 @@ class Device:
         self.index = int(idx) if idx else (0 if kind == "cuda" else None)
 
     def __eq__(self, other):
-        try:
-            other = Device(other)
-        except ValueError:
-            return NotImplemented
+        if not isinstance(other, Device):
+            try:
+                other = Device(other)
+            except ValueError:
+                return NotImplemented
         return self.type == other.type and self.index == other.index
 
     def __hash__(self):
@@ -124,7 +125,10 @@ class Device:
 def device_of(array):
     if is_gpu_array(array):
         return Device(f"cuda:{array.device.id}")
-    return Device("cpu")
+    return _CPU
+
+
+_CPU = Device("cpu")
 
 
 def xp_for(device):
