@@ -111,12 +111,14 @@ __device__ void lrn_bwd(const T* __restrict__ g, const T* __restrict__ x, const 
     GRID_STRIDE(total) {
         const int j = (int)((idx / L) % C);
         const long long base = idx - (long long)j * L;
+        const double coef = 2.0 * alpha * beta / size;  // the second term; with beta = 0 it is left out (S^0 = 1)
         double acc = 0.0;
-        for (int c = max(0, j - (size - 1) / 2); c <= min(C - 1, j + size / 2); ++c) {
+        for (int c = max(0, j - (size - 1) / 2); beta != 0.0 && c <= min(C - 1, j + size / 2); ++c) {
             const long long i = base + (long long)c * L;
-            if (x[i] != T(0)) acc += (double)g[i] * (double)x[i] * pow((double)s[i], -beta - 1.0);  // s may be 0 there
+            acc += (double)g[i] * (double)x[i] * pow((double)s[i], -beta - 1.0);
         }
-        dx[idx] = (T)((double)g[idx] * pow((double)s[idx], -beta) - 2.0 * alpha * beta / size * (double)x[idx] * acc);
+        const double second = beta != 0.0 ? coef * (double)x[idx] * acc : 0.0;
+        dx[idx] = (T)((double)g[idx] * pow((double)s[idx], -beta) - second);
     }
 }
 

@@ -155,7 +155,8 @@ class Tensor:
 
     def __float__(self):
         if self.data.size != 1:
-            raise ValueError(f"float: only a tensor with one element converts to a Python float, got shape {self.shape}")
+            raise ValueError(f"float: only a tensor with one element converts to a Python float, got shape "
+                             f"{self.shape}")
         return float(self.item())
 
     def __int__(self):
@@ -311,7 +312,8 @@ class Function:
             dev = tensors[0].device
             for t in tensors[1:]:
                 if t.device != dev:
-                    raise ValueError(f"{cls.__name__.lower()}: all inputs must be on one device, got {dev} and {t.device}")
+                    raise ValueError(f"{cls.__name__.lower()}: all inputs must be on one device, got {dev} and "
+                                     f"{t.device}")
         out = fn.forward(*(t.data for t in tensors))
         if _grad_enabled and any(t.requires_grad for t in tensors):
             fn.inputs = tensors

@@ -59,8 +59,9 @@ def _i(*values):
     return tuple(np.int32(v) for v in values)
 
 
-def _conv_ints(g):
-    return _i(g.C, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.DH, g.DW, g.OH, g.OW)
+def _conv_ints(geom):
+    return _i(geom.C, geom.H, geom.W, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW, geom.DH, geom.DW, geom.OH,
+              geom.OW)
 
 
 def im2col(x, geom):
@@ -77,9 +78,9 @@ def col2im(cols, geom):
     return grad_x
 
 
-def _shifted_ints(g):
+def _shifted_ints(geom):
     """The padded plane's size and what the shifted layout needs."""
-    return _i(g.C, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.DH, g.DW, g.OH)
+    return _i(geom.C, geom.H + 2 * geom.PH, geom.W + 2 * geom.PW, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH)
 
 
 def im2col_shifted(x_padded, geom):
@@ -98,8 +99,9 @@ def col2im_shifted(cols, geom):
     return grad_x
 
 
-def _direct_ints(g):
-    return _i(g.C, g.H + 2 * g.PH, g.W + 2 * g.PW, g.K, g.G, g.KH, g.KW, g.DH, g.DW, g.OH)
+def _direct_ints(geom):
+    return _i(geom.C, geom.H + 2 * geom.PH, geom.W + 2 * geom.PW, geom.K, geom.G, geom.KH, geom.KW, geom.DH, geom.DW,
+              geom.OH)
 
 
 def conv_direct(x_padded, w, b, geom):
@@ -130,8 +132,8 @@ def conv_direct_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
     return shifted_backward(conv_direct_input, conv_direct_weight, cp, x_padded, grad_y, w, geom, need_x, need_w)
 
 
-def _pool_ints(g):
-    return _i(g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+def _pool_ints(geom):
+    return _i(geom.H, geom.W, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW, geom.OH, geom.OW)
 
 
 def max_pool2d_forward(x, geom):

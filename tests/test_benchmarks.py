@@ -136,7 +136,8 @@ def test_no_speed_figure_in_the_code():
     where they drift from the truth."""
     import re
     root = Path(__file__).resolve().parents[1]
-    figure = re.compile(r"RESULTS\.md|\d(\.\d+)?(-\d(\.\d+)?)?x (faster|slower)|\d+ ?(ms|us|µs)\b|GFLOP|GFMA|% (of|faster)")
+    figure = re.compile(r"RESULTS\.md|\d(\.\d+)?(-\d(\.\d+)?)?x (faster|slower)|\d+ ?(ms|us|µs)\b|GFLOP|GFMA|"
+                        r"% (of|faster)")
     found = [f"{path.relative_to(root)}:{n}: {line.strip()}"
              for path in sorted((root / "minicnn").rglob("*.py")) + sorted((root / "kernels").glob("*.cu*"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if figure.search(line)]

@@ -86,7 +86,7 @@ def test_conv2d_paths_agree_with_the_reference(monkeypatch, case, path, dtype, d
     assert_agree(fast, ref, dtype)
 
 
-# --- the other ops: each through kernels_for's fast kernels ------------------------------------------------------------
+# --- the other ops: each through kernels_for's fast kernels ------------------------------------------------------
 
 def _maybe_the_same(name, device):
     if device == "cpu" and getattr(kernels_cpu, name) is getattr(reference, name):
@@ -189,8 +189,8 @@ def test_dropout_masks_under_both_switches(device):
 
 def _dense_block():
     from minicnn.models.densenet import DenseBlock
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), DenseBlock(3, 8, growth_rate=4, bn_size=2), nn.GlobalAvgPool2d(),
-                         nn.Flatten(), nn.Linear(20, 10))
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), DenseBlock(3, 8, growth_rate=4, bn_size=2),
+                         nn.GlobalAvgPool2d(), nn.Flatten(), nn.Linear(20, 10))
 
 
 MODELS = {"lenet5": (lambda: models.lenet5(), (4, 1, 28, 28)), "resnet20": (lambda: models.resnet20(), (2, 3, 32, 32)),
@@ -221,7 +221,7 @@ def test_model_steps_agree_between_the_switches(name):
         np.testing.assert_allclose(state_f[key], state_r[key], rtol=1e-10, atol=1e-13, err_msg=key)
 
 
-# --- the kernel modules' promise ---------------------------------------------------------------------------------------
+# --- the kernel modules' promise ---------------------------------------------------------------------------------
 
 CPU_ONLY = {"conv_tiled", "conv_tiled_backward"}  # register tiles: on a GPU each thread already holds one output
 REFERENCE_ONLY = {"conv2d_forward", "conv2d_backward"}  # the whole convolution, for conv_path's "reference"

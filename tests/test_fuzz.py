@@ -1,8 +1,8 @@
 """The fuzz test of issue 16: hypothesis drives the public API (functional ops, Tensor methods and operators, nn
-layers, optimizers, schedulers, checkpoint.load, the command line) with bad shapes, dtypes, axes, sizes and values, and checks every
-draw against PyTorch (tests/fuzz/verdicts.py says how). Each group runs in a subprocess of its own, so that a segfault
-or an abort in a kernel fails this test (with the worker's output) instead of killing the suite, and one group's
-crash does not hide another's failures. The groups run side by side.
+layers, optimizers, schedulers, checkpoint.load, the command line) with bad shapes, dtypes, axes, sizes and values,
+and checks every draw against PyTorch (tests/fuzz/verdicts.py says how). Each group runs in a subprocess of its own,
+so that a segfault or an abort in a kernel fails this test (with the worker's output) instead of killing the suite,
+and one group's crash does not hide another's failures. The groups run side by side.
 
 CI=1 derandomizes the draws; FUZZ_EXAMPLES sets the examples per test (default 25)."""
 import os

@@ -22,7 +22,8 @@ def kernels_for(array):
 
 def pair(name, what, value, minimum):
     """An int or an (h, w) pair, as a tuple of two ints >= minimum."""
-    vals = (value, value) if isinstance(value, (int, np.integer)) else tuple(value) if isinstance(value, (tuple, list)) else None
+    vals = ((value, value) if isinstance(value, (int, np.integer))
+            else tuple(value) if isinstance(value, (tuple, list)) else None)
     if vals is None or len(vals) != 2 or not all(is_int(v) for v in vals):
         raise ValueError(f"{name}: {what} must be an int or a pair of ints, got {value!r}")
     if min(vals) < minimum:

@@ -58,8 +58,9 @@ class Conv2d(Function):
 
     def _geometry(self, x, w, b):
         check_4d("conv2d", x)
-        if w.ndim != 4:
-            raise ValueError(f"conv2d: expected a 4-D weight (K, C/groups, KH, KW), got shape {tuple(w.shape)}")
+        if w.ndim != 4 or 0 in w.shape[2:]:
+            raise ValueError(f"conv2d: expected a 4-D weight (K, C/groups, KH, KW) with KH, KW >= 1, got shape "
+                             f"{tuple(w.shape)}")
         g = self.groups
         if x.shape[1] % g or w.shape[0] % g:
             raise ValueError(f"conv2d: groups={g} must divide the input channels ({x.shape[1]}) and the output "

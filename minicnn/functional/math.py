@@ -372,4 +372,7 @@ def argmax(a, axis=None):
 
 
 def matmul(a, b):
-    return MatMul.apply(*_pair(a, b, "matmul"))
+    a, b = _pair(a, b, "matmul")
+    if a.dtype.kind == "b":
+        raise TypeError("matmul: bool tensors have no matrix product; convert them with .to(dtype=...) first")
+    return MatMul.apply(a, b)

@@ -112,8 +112,9 @@ def _bin_means(x, axis, n_out):
     taken = xp.take(x, xp.asarray(index.ravel()), axis=axis)
     taken = taken.reshape(x.shape[:axis] + index.shape + x.shape[axis + 1:])
     mask = xp.asarray(real.reshape(real.shape + (1,) * (x.ndim - axis - 1)))
-    return xp.where(mask, taken, 0).sum(axis=axis + 1) / xp.asarray(real.sum(axis=1), dtype=x.dtype).reshape(
-        (-1,) + (1,) * (x.ndim - axis - 1))
+    total = xp.where(mask, taken, 0).sum(axis=axis + 1, dtype=np.promote_types(x.dtype, np.float32))  # float16 too
+    count = xp.asarray(real.sum(axis=1)).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    return (total / count).astype(x.dtype)
 
 
 class AdaptiveAvgPool2d(Function):

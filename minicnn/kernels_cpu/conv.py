@@ -35,9 +35,9 @@ def _window_offsets(oh, ow, sh, sw, w):
 def im2col(x, geom):
     """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW). x is padded once; then row (c, r, s) of each image is one gather
     through the table of window offsets, from x[n, c].flat[r*DH*Wp + s*DW]."""
-    g = geom
-    xp = _padded(x, g.PH, g.PW)
-    return _im2col_padded(xp, g.KH, g.KW, g.DH, g.DW, _window_offsets(g.OH, g.OW, g.SH, g.SW, xp.shape[3]))
+    xp = _padded(x, geom.PH, geom.PW)
+    offsets = _window_offsets(geom.OH, geom.OW, geom.SH, geom.SW, xp.shape[3])
+    return _im2col_padded(xp, geom.KH, geom.KW, geom.DH, geom.DW, offsets)
 
 
 @cpu_kernel()
@@ -60,10 +60,10 @@ def col2im(cols, geom):
     """The adjoint of im2col: grad_x[n, c, y, x] sums every column entry that im2col read from (y, x). Each (n, c)
     plane of the padded grad_x belongs to one thread, which scatters its KH*KW rows into it in a fixed order: no
     races, the same result every run. Returns a view without the padding."""
-    g = geom
-    hp, wp = g.H + 2 * g.PH, g.W + 2 * g.PW
-    grad_x = _col2im_padded(cols, g.N, g.C, hp, wp, g.KH, g.KW, g.DH, g.DW, _window_offsets(g.OH, g.OW, g.SH, g.SW, wp))
-    return grad_x[:, :, g.PH:g.PH + g.H, g.PW:g.PW + g.W]
+    hp, wp = geom.H + 2 * geom.PH, geom.W + 2 * geom.PW
+    offsets = _window_offsets(geom.OH, geom.OW, geom.SH, geom.SW, wp)
+    grad_x = _col2im_padded(cols, geom.N, geom.C, hp, wp, geom.KH, geom.KW, geom.DH, geom.DW, offsets)
+    return grad_x[:, :, geom.PH:geom.PH + geom.H, geom.PW:geom.PW + geom.W]
 
 
 @cpu_kernel()
@@ -92,8 +92,8 @@ def im2col_shifted(x_padded, geom):
 
 def col2im_shifted(cols, geom):
     """The adjoint of im2col_shifted: the padded grad_x (N, C, Hp, Wp)."""
-    g = geom
-    return _col2im_shifted(cols, g.N, g.C, g.H + 2 * g.PH, g.W + 2 * g.PW, g.KH, g.KW, g.DH, g.DW, g.OH)
+    hp, wp = geom.H + 2 * geom.PH, geom.W + 2 * geom.PW
+    return _col2im_shifted(cols, geom.N, geom.C, hp, wp, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH)
 
 
 @cpu_kernel()
@@ -159,13 +159,14 @@ def conv_direct_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
 def shifted_backward(input_kernel, weight_kernel, xp, x_padded, grad_y, w, geom, need_x, need_w):
     """conv_direct_backward on a backend's conv_direct_input and conv_direct_weight (xp: its array module), which
     take grad_y in the shifted layout, (N, K, OH*Wp) with zeros in the junk columns, and give the padded grad_x."""
-    g = geom
-    wp = g.W + 2 * g.PW
-    shifted = xp.zeros((g.N, g.K, g.OH, wp), dtype=grad_y.dtype)
-    shifted[..., :g.OW] = grad_y
-    shifted = shifted.reshape(g.N, g.K, -1)
-    grad_x = input_kernel(shifted, w, g)[:, :, g.PH:g.PH + g.H, g.PW:g.PW + g.W] if need_x else None
-    grad_w = weight_kernel(x_padded, shifted, g) if need_w else None
+    wp = geom.W + 2 * geom.PW
+    shifted = xp.zeros((geom.N, geom.K, geom.OH, wp), dtype=grad_y.dtype)
+    shifted[..., :geom.OW] = grad_y
+    shifted = shifted.reshape(geom.N, geom.K, -1)
+    grad_x = None
+    if need_x:
+        grad_x = input_kernel(shifted, w, geom)[:, :, geom.PH:geom.PH + geom.H, geom.PW:geom.PW + geom.W]
+    grad_w = weight_kernel(x_padded, shifted, geom) if need_w else None
     return grad_x, grad_w
 
 
@@ -198,12 +199,13 @@ def _conv_planes(x, w, b, groups, dh, dw, oh, ow):
 
 
 @cpu_kernel(fastmath={"reassoc"})
-def _conv_planes_weight(x, g, groups, kh, kw, dh, dw, oh):
-    """dw[k, c, r, s] = sum_n sum_q g[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]; one thread per weight.
+def _conv_planes_weight(x, grad_y, groups, kh, kw, dh, dw, oh):
+    """grad_w[k, c, r, s] = sum_n sum_q grad_y[n, k, q] x[n, g(k)*C/G + c].flat[q + r*DH*W + s*DW]; one thread per
+    weight.
     Each image's sum runs in the weight's dtype in vector lanes (reassociated, in the same order every run), the
     sum over images in float64."""
     n, c, h, width = x.shape
-    k = g.shape[1]
+    k = grad_y.shape[1]
     cg = c // groups
     span = oh * width
     xf = np.ascontiguousarray(x).reshape(n, c, h * width)
@@ -217,7 +219,7 @@ def _conv_planes_weight(x, g, groups, kh, kw, dh, dw, oh):
         total = 0.0
         for b in range(n):
             xs = xf[b, (ki // (k // groups)) * cg + ci, off:off + m]
-            gs = g[b, ki]
+            gs = grad_y[b, ki]
             part = zero
             for q in range(m):
                 part += gs[q] * xs[q]
@@ -227,20 +229,20 @@ def _conv_planes_weight(x, g, groups, kh, kw, dh, dw, oh):
 
 
 @cpu_kernel()
-def _conv_planes_input(g, w, groups, h, width, dh, dw, oh):
-    """The adjoint in x: grad_x[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] g[n, k].flat[q] over the K/G outputs
-    of c's group; one thread per (n, c) plane of the padded grad_x, adding in a fixed order."""
-    n, k, span = g.shape
+def _conv_planes_input(grad_y, w, groups, h, width, dh, dw, oh):
+    """The adjoint in x: grad_x[n, c].flat[q + r*DH*W + s*DW] += w[k, c, r, s] grad_y[n, k].flat[q] over the K/G
+    outputs of c's group; one thread per (n, c) plane of the padded grad_x, adding in a fixed order."""
+    n, k, span = grad_y.shape
     _, cg, kh, kw = w.shape
     c, kg = cg * groups, k // groups
-    grad_x = np.zeros((n, c, h * width), dtype=g.dtype)
+    grad_x = np.zeros((n, c, h * width), dtype=grad_y.dtype)
     for plane in prange(n * c):
         b = plane // c
         cin = plane % c
         dst = grad_x[b, cin]
         for kk in range(kg):
             ki = (cin // cg) * kg + kk
-            src = g[b, ki]
+            src = grad_y[b, ki]
             for r in range(kh):
                 for s in range(kw):
                     off = r * dh * width + s * dw

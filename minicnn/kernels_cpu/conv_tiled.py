@@ -176,36 +176,37 @@ def _offsets(x_shape, cin, kh, kw, dh, dw, oh, ow):
 
 def conv_tiled(x_padded, w, b, geom):
     """conv_direct's contract (stride 1, y (N, K, OH, OW) with the bias b) on the register-tiled kernel."""
-    g, cg = geom, geom.C // geom.G
+    cg = geom.C // geom.G
     hp, wp = x_padded.shape[2:]
-    lanes = lanes_for(x_padded.itemsize, g.K // g.G)
-    pos, reach = _offsets(x_padded.shape, cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW)
-    bias = _weight_lanes(b.reshape(g.K, 1), g.G, lanes).reshape(g.G, -1, lanes)
-    y = _CORRELATE[lanes](np.ascontiguousarray(x_padded).reshape(-1), _weight_lanes(w, g.G, lanes), bias, cg,
-                          hp * wp, pos, reach, g.K // g.G)
-    return y.reshape(g.N, g.K, g.OH, g.OW)
+    lanes = lanes_for(x_padded.itemsize, geom.K // geom.G)
+    pos, reach = _offsets(x_padded.shape, cg, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH, geom.OW)
+    bias = _weight_lanes(b.reshape(geom.K, 1), geom.G, lanes).reshape(geom.G, -1, lanes)
+    y = _CORRELATE[lanes](np.ascontiguousarray(x_padded).reshape(-1), _weight_lanes(w, geom.G, lanes), bias, cg,
+                          hp * wp, pos, reach, geom.K // geom.G)
+    return y.reshape(geom.N, geom.K, geom.OH, geom.OW)
 
 
 def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
     """conv_direct_backward's contract: (grad_x (N, C, H, W), grad_w (K, C/G, KH, KW)), either None where not
     needed. grad_y goes into lanes once, for both kernels. grad_w: images go in chunks of about WEIGHT_CHUNK
     positions, each summed in registers; the chunks' partial sums are then added in order."""
-    g, cg, kg = geom, geom.C // geom.G, geom.K // geom.G
+    cg, kg = geom.C // geom.G, geom.K // geom.G
     hp, wp = x_padded.shape[2:]
-    pos, reach = _offsets(x_padded.shape, cg, g.KH, g.KW, g.DH, g.DW, g.OH, g.OW)
-    gl = _lanes_of(np.ascontiguousarray(grad_y), g.G, lanes_for(grad_y.itemsize, kg), g.OW)
+    pos, reach = _offsets(x_padded.shape, cg, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH, geom.OW)
+    gl = _lanes_of(np.ascontiguousarray(grad_y), geom.G, lanes_for(grad_y.itemsize, kg), geom.OW)
     kl = gl.shape[3]
     grad_x = grad_w = None
     if need_x:
         lanes = lanes_for(grad_y.itemsize, cg)
-        wt = w.reshape(g.G, kg, cg, g.KH * g.KW).transpose(0, 2, 3, 1).reshape(g.G * cg, g.KH * g.KW * kg)
+        taps = geom.KH * geom.KW
+        wt = w.reshape(geom.G, kg, cg, taps).transpose(0, 2, 3, 1).reshape(geom.G * cg, taps * kg)
         chans = np.arange(kg) // kl * gl.shape[2] * kl + np.arange(kg) % kl
-        grad_x = _SCATTER[lanes](gl, chans, _weight_lanes(wt, g.G, lanes), pos, reach[:g.KH * g.KW], wp,
-                                 (g.PH, g.PW), g.H, g.W, cg)
+        grad_x = _SCATTER[lanes](gl, chans, _weight_lanes(wt, geom.G, lanes), pos, reach[:geom.KH * geom.KW], wp,
+                                 (geom.PH, geom.PW), geom.H, geom.W, cg)
     if need_w:
         part = _WEIGHT_PARTIALS[kl](np.ascontiguousarray(x_padded).reshape(-1), gl, cg, hp * wp, pos, reach,
-                                    max(1, WEIGHT_CHUNK // (g.OH * g.OW)))
-        total = part.sum(axis=0)[:, :, :cg * g.KH * g.KW]  # (G, KB, C/G*KH*KW, lanes)
-        total = total.transpose(0, 1, 3, 2).reshape(g.G, -1, cg * g.KH * g.KW)[:, :kg]
+                                    max(1, WEIGHT_CHUNK // (geom.OH * geom.OW)))
+        total = part.sum(axis=0)[:, :, :cg * geom.KH * geom.KW]  # (G, KB, C/G*KH*KW, lanes)
+        total = total.transpose(0, 1, 3, 2).reshape(geom.G, -1, cg * geom.KH * geom.KW)[:, :kg]
         grad_w = np.ascontiguousarray(total).reshape(w.shape)
     return grad_x, grad_w

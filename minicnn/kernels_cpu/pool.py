@@ -16,10 +16,10 @@ def max_pool2d_forward(x, geom):
     """(y, argmax): the max over each window (padding counts as -inf) and the flat index y*W + x of the first
     maximum (of the last NaN: a NaN wins, as in PyTorch). Whole 2x2 windows at stride 2 without padding (LeNet's,
     VGG's) have a kernel of their own; ceil_mode's last window on an odd size is not whole."""
-    g = geom
-    if (g.KH, g.KW, g.SH, g.SW, g.PH, g.PW) == (2, 2, 2, 2, 0, 0) and 2 * g.OH <= g.H and 2 * g.OW <= g.W:
-        return _max_pool_2x2(x, g.OH, g.OW)
-    return _max_pool(x, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW)
+    window = (geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW)
+    if window == (2, 2, 2, 2, 0, 0) and 2 * geom.OH <= geom.H and 2 * geom.OW <= geom.W:
+        return _max_pool_2x2(x, geom.OH, geom.OW)
+    return _max_pool(x, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW, geom.OH, geom.OW)
 
 
 @njit(inline="always")
@@ -89,16 +89,16 @@ def max_pool2d_backward(grad_y, argmax, geom):
 
 
 @cpu_kernel()
-def _max_pool_backward(g, argmax, h, w):
+def _max_pool_backward(grad_y, argmax, h, w):
     """Each (n, c) plane belongs to one thread, which adds its windows in order: no races, deterministic."""
-    n, c, oh, ow = g.shape
-    grad_x = np.zeros((n, c, h * w), dtype=g.dtype)
+    n, c, oh, ow = grad_y.shape
+    grad_x = np.zeros((n, c, h * w), dtype=grad_y.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
         for i in range(oh):
             for j in range(ow):
-                grad_x[b, ci, argmax[b, ci, i, j]] += g[b, ci, i, j]
+                grad_x[b, ci, argmax[b, ci, i, j]] += grad_y[b, ci, i, j]
     return grad_x.reshape(n, c, h, w)
 
 
@@ -116,14 +116,13 @@ def _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
 
 def avg_pool2d_forward(x, geom, count_include_pad):
     """The mean over each window, PyTorch's divisor (reference/pool.py)."""
-    g = geom
-    return _avg_pool(x, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, g.OH, g.OW, count_include_pad)
+    return _avg_pool(x, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW, geom.OH, geom.OW, count_include_pad)
 
 
 def avg_pool2d_backward(grad_y, geom, count_include_pad):
     """grad_x[y, x] = sum over the windows containing (y, x) of grad_y / divisor."""
-    g = geom
-    return _avg_pool_backward(grad_y, g.H, g.W, g.KH, g.KW, g.SH, g.SW, g.PH, g.PW, count_include_pad)
+    return _avg_pool_backward(grad_y, geom.H, geom.W, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW,
+                              count_include_pad)
 
 
 @cpu_kernel()
@@ -146,10 +145,10 @@ def _avg_pool(x, kh, kw, sh, sw, ph, pw, oh, ow, count_include_pad):
 
 
 @cpu_kernel()
-def _avg_pool_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
+def _avg_pool_backward(grad_y, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
     """One thread per (n, c) plane."""
-    n, c, oh, ow = g.shape
-    grad_x = np.zeros((n, c, h, w), dtype=g.dtype)
+    n, c, oh, ow = grad_y.shape
+    grad_x = np.zeros((n, c, h, w), dtype=grad_y.dtype)
     for plane in prange(n * c):
         b = plane // c
         ci = plane % c
@@ -157,7 +156,7 @@ def _avg_pool_backward(g, h, w, kh, kw, sh, sw, ph, pw, count_include_pad):
             h0, h1 = _window(i, sh, ph, kh, h)
             for j in range(ow):
                 w0, w1 = _window(j, sw, pw, kw, w)
-                v = g[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
+                v = grad_y[b, ci, i, j] / _avg_divisor(i, j, h, w, kh, kw, sh, sw, ph, pw, count_include_pad)
                 for y in range(h0, h1):
                     for xx in range(w0, w1):
                         grad_x[b, ci, y, xx] += v

@@ -3,12 +3,12 @@ tile of outputs in registers through a long sum.
 
 Numba vectorises the innermost loop over an array, and a sum over a tile of outputs then lives in memory: every
 multiply-add loads and stores its accumulator, where a BLAS micro-kernel keeps its tile in registers and runs near
-the FMA units' peak (Goto and van de Geijn 2008). These intrinsics let a kernel do the same. A tile is a tuple of `Vec`s (Numba keeps
-a tuple in registers): `tile_of` starts one, `tile_fma` adds an outer product to it (P scalars from an array, each
-broadcast to every lane, times T weight vectors: T*P fused multiply-adds, compiled to `vfmadd231ps (mem){1to16}` or
-one broadcast and T register FMAs), and `tile_store` / `tile_add_into` write it out. A multiply-add takes about 4
-cycles and a core starts one or two a cycle, so a tile needs 8 independent accumulators of full registers, or 16
-of half ones, to keep the FMA units busy.
+the FMA units' peak (Goto and van de Geijn 2008). These intrinsics let a kernel do the same. A tile is a tuple of
+`Vec`s (Numba keeps a tuple in registers): `tile_of` starts one, `tile_fma` adds an outer product to it (P scalars
+from an array, each broadcast to every lane, times T weight vectors: T*P fused multiply-adds, compiled to
+`vfmadd231ps (mem){1to16}` or one broadcast and T register FMAs), and `tile_store` / `tile_add_into` write it out. A
+multiply-add takes about 4 cycles and a core starts one or two a cycle, so a tile needs 8 independent accumulators
+of full registers, or 16 of half ones, to keep the FMA units busy.
 
 They are Numba intrinsics, written in LLVM IR, and work only inside @njit code. The lane count must be a
 compile-time constant: `with_lanes` makes a copy of a kernel with the global LANES bound to 4, 8 or 16. LLVM

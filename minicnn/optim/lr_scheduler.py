@@ -4,8 +4,8 @@ StepLR: lr = base * gamma^(epoch // step_size).  MultiStepLR: lr = base * gamma^
 CosineAnnealingLR (Loshchilov and Hutter 2017): lr = eta_min + (base - eta_min) (1 + cos(pi epoch / T_max)) / 2.
 ReduceLROnPlateau: multiply by `factor` after `patience` epochs without improvement of a metric.
 
-Schedulers compose as in PyTorch: a scheduler that finds the rate changed by something else since its last step
-(another scheduler on the same optimizer, or the user) applies, from then on, its own change to the current rate
+Schedulers compose as in PyTorch: a scheduler that finds the rate away from its own schedule's value (moved by
+another scheduler on the same optimizer, or by the user) applies, from then on, its own change to the current rate
 (StepLR multiplies it by gamma at each step_size, cosine annealing scales its distance to eta_min by the ratio of
 consecutive cosine terms) instead of overwriting it with its closed form. Until then the two agree, and the closed
 form keeps a lone schedule exact.
@@ -35,8 +35,7 @@ class LRScheduler:
         self.optimizer = optimizer
         self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.last_epoch = 0
-        self._last_lr = [g["lr"] for g in optimizer.param_groups]
-        self._chained = False  # whether the rate was ever changed by something else
+        self._chained = False  # whether the rate was ever found away from this schedule's own value
 
     def lr_at(self, base, epoch):
         """The closed form: the rate at `epoch` when this scheduler alone sets it."""
@@ -49,11 +48,11 @@ class LRScheduler:
     def step(self):
         self.last_epoch += 1
         groups = self.optimizer.param_groups
-        self._chained = self._chained or any(g["lr"] != last for g, last in zip(groups, self._last_lr))
+        self._chained = self._chained or any(g["lr"] != self.lr_at(base, self.last_epoch - 1)
+                                             for g, base in zip(groups, self.base_lrs))
         for g, base in zip(groups, self.base_lrs):
             g["lr"] = self.chained_lr(g["lr"], base, self.last_epoch) if self._chained else \
                 self.lr_at(base, self.last_epoch)
-        self._last_lr = self.get_last_lr()
 
     def get_last_lr(self):
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -63,7 +62,7 @@ class LRScheduler:
         resumed with a larger T_max); the schedule then owns the rate again."""
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = self.lr_at(base, self.last_epoch)
-        self._last_lr, self._chained = self.get_last_lr(), False
+        self._chained = False
 
     def state_dict(self):
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
@@ -98,7 +97,6 @@ class MultiStepLR(LRScheduler):
         if 0 in self.milestones:  # epoch 0 is the start, as in PyTorch: a milestone there decays at once
             for g in optimizer.param_groups:
                 g["lr"] = self.chained_lr(g["lr"], None, 0)
-            self._last_lr = self.get_last_lr()
 
     def lr_at(self, base, epoch):
         """base * gamma^(milestones in 0..epoch; negative ones are never reached)."""

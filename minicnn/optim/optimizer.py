@@ -132,7 +132,8 @@ class Optimizer:
         integer >= 0."""
         name = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups', got {type(state_dict).__name__}")
+            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups', got "
+                             f"{type(state_dict).__name__}")
         groups = state_dict["param_groups"]
         if not isinstance(groups, (list, tuple)) or len(groups) != len(self.param_groups) or any(
                 not isinstance(g, dict) or len(g.get("params", ())) != len(own["params"])

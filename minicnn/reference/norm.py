@@ -72,10 +72,9 @@ def lrn_forward(x, size, alpha, beta, k):
 
 
 def lrn_backward(grad_y, x, s, size, alpha, beta):
-    """grad_x; the channels c whose window holds j are j - (size-1)//2 .. j + size//2. A channel with x_c = 0 adds
-    nothing (its S_c may be 0 when k = 0)."""
-    xp = xp_of(x)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = xp.where(x == 0, 0, grad_y * x * s ** (-beta - 1))
-    back = _window_sum(t, (size - 1) // 2, size // 2)
-    return grad_y * s ** -beta - (2 * beta * alpha / size) * x * back
+    """grad_x; the channels c whose window holds j are j - (size-1)//2 .. j + size//2. With beta = 0, y = x and the
+    second term is 0 (S^0 does not depend on x), also where S = 0."""
+    if beta == 0:
+        return grad_y * s ** -beta
+    t = grad_y * x * s ** (-beta - 1)
+    return grad_y * s ** -beta - (2 * beta * alpha / size) * x * _window_sum(t, (size - 1) // 2, size // 2)
