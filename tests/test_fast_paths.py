@@ -86,6 +86,23 @@ def test_conv2d_paths_agree_with_the_reference(monkeypatch, case, path, dtype, d
     assert_agree(fast, ref, dtype)
 
 
+@pytest.mark.parametrize("register_bytes", [16, 32, 64], ids=["SSE-NEON", "AVX2", "AVX-512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["lenet-conv1", "lenet-conv2", "grouped-dilated", "33-outputs"])
+def test_tiled_kernels_at_every_register_width(monkeypatch, case, dtype, register_bytes):
+    """The register tiles are sized for the CPU (kernels_cpu/simd.py); each width is compiled and checked here,
+    whatever CPU runs the test (LLVM splits a vector wider than the machine's registers)."""
+    from minicnn.kernels_cpu import simd
+    monkeypatch.setattr(simd, "REGISTER_BYTES", register_bytes)
+    monkeypatch.setattr(conv, "conv_path", lambda geom, device: "reference" if mc.kernels_mode() == "reference"
+                        else "tiled")
+    x_shape, w_shape, stride, padding, dilation, groups = CONV_CASES[case]
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
+    fast, ref = run_both(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), arrays, "cpu", dtype)
+    assert_agree(fast, ref, dtype)
+
+
 # --- the other ops: each through kernels_for's fast kernels ------------------------------------------------------
 
 def _maybe_the_same(name, device):

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import cpu_kernel
-from .simd import lanes_for, tile_add_into, tile_fma, tile_of, tile_store, vload, vzero, with_lanes
+from .simd import LANE_COUNTS, lanes_for, tile_add_into, tile_fma, tile_of, tile_store, vload, vzero, with_lanes
 
 LANES = 16  # rebound per compiled copy by with_lanes
 TILE = 8  # outputs (or inputs) per register tile
@@ -133,9 +133,9 @@ def _eight(start, last, scale, shift):
             shift + min(start + 6, last) * scale, shift + min(start + 7, last) * scale)
 
 
-_CORRELATE = {lanes: cpu_kernel()(with_lanes(_correlate, lanes)) for lanes in (4, 8, 16)}
-_WEIGHT_PARTIALS = {lanes: cpu_kernel()(with_lanes(_weight_partials, lanes)) for lanes in (4, 8, 16)}
-_SCATTER = {lanes: cpu_kernel()(with_lanes(_scatter, lanes)) for lanes in (4, 8, 16)}
+_CORRELATE = {lanes: cpu_kernel()(with_lanes(_correlate, lanes)) for lanes in LANE_COUNTS}
+_WEIGHT_PARTIALS = {lanes: cpu_kernel()(with_lanes(_weight_partials, lanes)) for lanes in LANE_COUNTS}
+_SCATTER = {lanes: cpu_kernel()(with_lanes(_scatter, lanes)) for lanes in LANE_COUNTS}
 
 
 @cpu_kernel()

@@ -11,18 +11,35 @@ multiply-add takes about 4 cycles and a core starts one or two a cycle, so a til
 of full registers, or 16 of half ones, to keep the FMA units busy.
 
 They are Numba intrinsics, written in LLVM IR, and work only inside @njit code. The lane count must be a
-compile-time constant: `with_lanes` makes a copy of a kernel with the global LANES bound to 4, 8 or 16. LLVM
-splits a vector wider than the CPU's registers (16 float32 are one AVX-512 register, two AVX2 ones), so the
-results are the same everywhere; only the speed differs.
+compile-time constant: `with_lanes` makes a copy of a kernel with the global LANES bound to 2, 4, 8 or 16, and
+`lanes_for` picks the copy whose Vec fills a register of the CPU Numba compiles for (`register_bytes`: 16 float32
+lanes with AVX-512, 8 with AVX2, 4 with SSE or NEON), so a tile never needs more registers than the CPU has. LLVM
+would split a wider vector into several registers, so every width computes the same numbers; the tests run each.
 """
 import types as pytypes
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, errors
+from numba.core import cgutils, config, errors
 from numba.extending import intrinsic, models, register_model
 
-REGISTER_BYTES = 64  # an AVX-512 register; the widest vector a kernel uses
+
+def register_bytes():
+    """The width of the vector registers in the code Numba generates: 64 bytes with AVX-512, 32 with AVX or AVX2,
+    16 otherwise (SSE, ARM's NEON). Numba compiles for the host CPU's features, or for NUMBA_CPU_FEATURES when
+    that is set (as when AVX2 is measured on an AVX-512 machine)."""
+    if config.CPU_FEATURES is not None:
+        enabled = {flag[1:] for flag in config.CPU_FEATURES.split(",") if flag.startswith("+")}
+    else:
+        enabled = {name for name, on in llvm.get_host_cpu_features().items() if on}
+    if not config.ENABLE_AVX:
+        enabled = {name for name in enabled if not name.startswith("avx")}
+    return 64 if "avx512f" in enabled else 32 if enabled & {"avx", "avx2"} else 16
+
+
+REGISTER_BYTES = register_bytes()  # a tile of full registers needs no more than the CPU has
+LANE_COUNTS = (2, 4, 8, 16)  # the lane counts kernels are compiled for: half and full registers of 16 to 64 bytes
 
 
 class Vec(types.Type):
@@ -158,7 +175,7 @@ def with_lanes(fn, lanes):
 
 
 def lanes_for(itemsize, outputs):
-    """The lanes of a kernel's Vec: a full register, or half of one when that holds all `outputs` (a layer with 6
-    output channels wastes 2 of 8 lanes, not 10 of 16)."""
+    """The lanes of a kernel's Vec: a full register of the CPU, or half of one when that holds all `outputs` (a
+    layer with 6 output channels wastes 2 of 8 lanes, not 10 of 16); never fewer than 2."""
     full = REGISTER_BYTES // itemsize
-    return full if outputs > full // 2 else full // 2
+    return full if outputs > full // 2 or full == 2 else full // 2
