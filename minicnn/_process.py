@@ -2,11 +2,12 @@
 
 Threads. OpenBLAS's worker threads busy-wait for a while after every matrix product, and Numba's OpenMP workers
 busy-wait after every kernel: on a few cores each steals the cores the other needs next. minicnn sets
-OPENBLAS_THREAD_TIMEOUT and OMP_WAIT_POLICY=PASSIVE so that both sleep instead. OpenBLAS reads its setting when
-NumPy loads it, so it only takes effect when minicnn is imported before NumPy; a value set by the user wins.
-OpenMP's setting is read once, when the runtime (libgomp) is loaded, and PyTorch loads the same one: if it was
-imported first, without the setting, Numba's workers would spin against OpenBLAS's; minicnn then runs its kernels
-on Numba's own thread pool instead ("workqueue") and warns.
+OPENBLAS_THREAD_TIMEOUT and OMP_WAIT_POLICY=PASSIVE so that both sleep instead; a value set by the user wins.
+OpenBLAS reads its setting when it loads; when NumPy (or SciPy, matplotlib...) loaded it before minicnn, minicnn
+has it read its environment again and restart its threads (`short_openblas_timeout`), so the import order of
+NumPy does not matter. OpenMP's setting is read once, when the runtime (libgomp) is loaded, and PyTorch loads the
+same one: if PyTorch was imported first, without the setting, Numba's workers would spin against OpenBLAS's;
+minicnn then runs its kernels on Numba's own thread pool instead ("workqueue") and warns.
 
 Memory. A training step allocates and frees the same large arrays (im2col matrices, activations, gradients) again
 and again. By default glibc hands every array over 128 KB straight back to the OS when it is freed, and the next
@@ -41,13 +42,46 @@ def avoid_spinning_openmp():
         os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
     warnings.warn("minicnn: PyTorch (or another library using OpenMP) was imported before minicnn, so OpenMP's "
                   "threads spin-wait; minicnn runs its kernels on Numba's workqueue threads instead, which is "
-                  "slower. For full speed import minicnn first, or set OMP_WAIT_POLICY=PASSIVE.",
+                  "slower. For full speed import minicnn before PyTorch, or set OMP_WAIT_POLICY=PASSIVE.",
                   RuntimeWarning, stacklevel=3)
     return True
 
 
+def loaded_openblas(maps="/proc/self/maps"):
+    """The OpenBLAS libraries this process has already loaded (NumPy's, SciPy's...), as ctypes handles."""
+    try:
+        with open(maps) as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line and ".so" in line}
+    except OSError:
+        return []
+    libraries = []
+    for path in sorted(paths):
+        try:
+            libraries.append(ctypes.CDLL(path))
+        except OSError:
+            pass
+    return libraries
+
+
+def short_openblas_timeout():
+    """Make OpenBLAS's worker threads sleep right after a product, also when NumPy loaded it before minicnn: set
+    OPENBLAS_THREAD_TIMEOUT (unless the user did), then have every OpenBLAS already loaded read its environment
+    again and stop its threads, which it starts again, with the new timeout, at its next threaded product."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return False
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    restarted = False
+    for library in loaded_openblas():
+        read_env, shutdown = (getattr(library, name, None) for name in ("openblas_read_env", "blas_thread_shutdown_"))
+        if read_env is not None and shutdown is not None:
+            read_env()
+            shutdown()
+            restarted = True
+    return restarted
+
+
 avoid_spinning_openmp()
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+short_openblas_timeout()
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3

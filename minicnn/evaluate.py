@@ -4,10 +4,8 @@ A missing, damaged or incomplete checkpoint, one holding non-finite weights, mis
 is one line on stderr, `error: ...`, and exit code 2."""
 import sys
 
-import minicnn as mc  # noqa: F401  (first: it tunes OpenBLAS's threads before NumPy loads it)
-
-from . import checkpoint, data  # noqa: E402
-from .train import SETTINGS, ArgumentParser, CLIError, build, check_device, evaluate, transforms_for  # noqa: E402
+from . import checkpoint, data
+from .train import SETTINGS, ArgumentParser, CLIError, build, check_device, evaluate, transforms_for
 
 
 def main(argv=None):

@@ -24,13 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import minicnn as mc  # first: it tunes OpenBLAS's threads before NumPy loads it
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import minicnn as mc
 
-from . import backend, checkpoint, data, models, optim  # noqa: E402
-from .functional import cross_entropy  # noqa: E402
+from . import backend, checkpoint, data, models, optim
+from .functional import cross_entropy
 
 # Per-model defaults; a flag given on the command line wins. LeNet-5's reach 99% on MNIST in a few minutes.
 DEFAULTS = {

@@ -1,6 +1,6 @@
 import os
 
-import minicnn as mc  # first: it tunes OpenBLAS's threads before NumPy loads it
+import minicnn as mc  # before PyTorch (below): Numba's OpenMP threads sleep between kernels (minicnn/_process.py)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

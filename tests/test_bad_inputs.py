@@ -1,13 +1,12 @@
 """Regression tests for the classes of bad or edge input of issue 16: each gets PyTorch's answer or a clear
 ValueError/TypeError/IndexError naming the op, checked before any kernel sees it (a kernel has no bounds checks)."""
-import minicnn as mc  # first: it tunes OpenBLAS's threads before NumPy loads it
+import numpy as np
+import pytest
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import minicnn.functional as F  # noqa: E402
-from minicnn import nn, optim  # noqa: E402
-from minicnn.autograd import Function  # noqa: E402
+import minicnn as mc
+import minicnn.functional as F
+from minicnn import nn, optim
+from minicnn.autograd import Function
 
 
 def param(*shape):

@@ -57,3 +57,23 @@ def test_openmp_loaded_reads_the_maps(tmp_path):
     maps.write_text("7f0000000000-7f0000001000 r-xp 00000000 08:01 42 /usr/lib/libc.so.6\n")
     assert not _process.openmp_loaded(str(maps))
     assert not _process.openmp_loaded(str(tmp_path / "missing"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/maps")
+@pytest.mark.parametrize("user_timeout", [None, "20"])
+def test_openblas_loaded_before_minicnn_gets_the_short_timeout(user_timeout):
+    """NumPy (and its OpenBLAS, threads running) imported first, as in a notebook: minicnn still makes OpenBLAS's
+    threads sleep right after a product, unless the user chose a timeout."""
+    code = """
+import numpy as np
+a = np.random.default_rng(0).random((400, 400)); b = a @ a   # OpenBLAS's threads started with the default timeout
+import minicnn
+from minicnn import _process
+print([lib.openblas_thread_timeout() for lib in _process.loaded_openblas()], bool(np.allclose(a @ a, b)))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if user_timeout:
+        env["OPENBLAS_THREAD_TIMEOUT"] = user_timeout
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    timeouts, same = out.stdout.split("]")
+    assert timeouts.strip("[ ").split(",")[0].strip() == (user_timeout or "4") and same.strip() == "True"

@@ -3,7 +3,7 @@ import json
 import tempfile
 from pathlib import Path
 
-import minicnn as mc  # noqa: F401  (first: it tunes the thread pools before NumPy and PyTorch load)
+import minicnn as mc  # noqa: F401  (before PyTorch: Numba's OpenMP threads sleep between kernels)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import minicnn as mc  # noqa: F401  (first: it tunes the thread pools before NumPy and PyTorch load)
+import minicnn as mc  # noqa: F401  (before PyTorch: Numba's OpenMP threads sleep between kernels)
 
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

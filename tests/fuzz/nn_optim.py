@@ -2,7 +2,7 @@
 import copy
 import warnings
 
-import minicnn as mc  # noqa: F401  (first: it tunes the thread pools before NumPy and PyTorch load)
+import minicnn as mc  # noqa: F401  (before PyTorch: Numba's OpenMP threads sleep between kernels)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

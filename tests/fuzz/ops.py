@@ -1,6 +1,6 @@
 """Fuzz cases: ops (see verdicts.py for how each draw is judged)."""
 
-import minicnn as mc  # noqa: F401  (first: it tunes the thread pools before NumPy and PyTorch load)
+import minicnn as mc  # noqa: F401  (before PyTorch: Numba's OpenMP threads sleep between kernels)
 
 import minicnn.functional as F  # noqa: E402,F401
 import numpy as np  # noqa: E402

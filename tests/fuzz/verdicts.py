@@ -25,7 +25,7 @@ import os
 import re
 import warnings
 
-import minicnn as mc  # first: it tunes the thread pools before NumPy and PyTorch load
+import minicnn as mc  # before PyTorch: Numba's OpenMP threads sleep between kernels
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
