@@ -1,11 +1,14 @@
 """The benchmark cases, each written once for both frameworks: `build(name, framework, device, **args)` returns a
-callable that runs the case once (one training step, or one forward+backward pass). It runs inside a worker
-process (benchmarks/worker.py) that imports only its own framework; both build the same data from the same seed.
+callable that runs the case once (one training step, one inference batch in eval mode under no_grad, or one
+forward+backward pass). It runs inside a worker process (benchmarks/worker.py) that imports only its own framework
+(and NumPy); both build the same data from the same seed.
 """
 import numpy as np
 
-# (N, C, H, K, R, stride, padding): the convolution issue's three shapes
-CONV_SHAPES = [(32, 64, 32, 64, 3, 1, 1), (128, 6, 14, 16, 5, 1, 0), (8, 3, 112, 64, 7, 2, 3)]
+# (N, C, H, K, R, stride, padding): the convolution issue's three shapes, and a 1x1 convolution as in ResNet-50's and
+# DenseNet's bottlenecks
+CONV_SHAPES = [(32, 64, 32, 64, 3, 1, 1), (128, 6, 14, 16, 5, 1, 0), (8, 3, 112, 64, 7, 2, 3),
+               (16, 256, 14, 256, 1, 1, 0)]
 
 
 class Framework:
@@ -35,6 +38,9 @@ class Framework:
             return self.lib.backend.xp_of(y.data).ones(y.shape, dtype=y.dtype)
         return self.lib.ones_like(y)
 
+    def no_grad(self):
+        return self.lib.no_grad()
+
     def sync(self):
         if self.device.startswith("cuda"):
             self.lib.cuda.synchronize()
@@ -61,16 +67,38 @@ def _model(fw, arch):
     return getattr(torch_models, arch)(fw.lib)
 
 
-def lenet_step(fw, batch):
+def _images(arch, batch, size):
+    """A batch of inputs and labels for the model: LeNet-5 takes 1x28x28 digits in [0, 1) and 10 classes, the
+    ImageNet models 3 x size x size standard-normal images and 1000 classes."""
     rng = np.random.default_rng(0)
-    return _training_step(fw, _model(fw, "lenet5"), rng.random((batch, 1, 28, 28), dtype=np.float32),
-                          rng.integers(0, 10, batch))
+    if arch == "lenet5":
+        return rng.random((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, batch)
+    return rng.standard_normal((batch, 3, size, size)).astype(np.float32), rng.integers(0, 1000, batch)
+
+
+def lenet_step(fw, batch):
+    return _training_step(fw, _model(fw, "lenet5"), *_images("lenet5", batch, 28))
 
 
 def resnet_step(fw, size, batch):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-    return _training_step(fw, _model(fw, "resnet18"), x, rng.integers(0, 1000, batch))
+    return _training_step(fw, _model(fw, "resnet18"), *_images("resnet18", batch, size))
+
+
+def densenet_step(fw, size, batch):
+    return _training_step(fw, _model(fw, "densenet121"), *_images("densenet121", batch, size))
+
+
+def inference(fw, arch, batch, size=28):
+    """One batch through the model in eval mode (batch norm on its running statistics) without recording a graph:
+    minicnn's no_grad, torch.no_grad."""
+    model = _model(fw, arch).to(fw.device)
+    model.eval()
+    x = fw.tensor(_images(arch, batch, size)[0])
+
+    def run():
+        with fw.no_grad():
+            model(x)
+    return run
 
 
 def mlp_step(fw, batch):
@@ -117,7 +145,8 @@ def batch_norm(fw):
     return _fwd_bwd(fw, lambda: fw.F.batch_norm(x, mean, var, weight, bias, training=True))
 
 
-CASES = {f.__name__: f for f in (lenet_step, resnet_step, mlp_step, conv, max_pool, batch_norm)}
+CASES = {f.__name__: f for f in (lenet_step, resnet_step, densenet_step, inference, mlp_step, conv, max_pool,
+                                  batch_norm)}
 
 
 def build(name, framework, device, **args):
