@@ -103,6 +103,25 @@ def test_tiled_kernels_at_every_register_width(monkeypatch, case, dtype, registe
     assert_agree(fast, ref, dtype)
 
 
+def test_conv_path_choices():
+    """The one place that chooses, on the classic layers (benchmarks/PERFORMANCE.md says why)."""
+    from minicnn import geometry
+    layers = {((64, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1): "tiled",           # LeNet-5's conv1
+              ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1): "tiled",          # and conv2
+              ((8, 512, 4, 4), (512, 512, 3, 3), 1, 1, 1): "im2col",       # ResNet's last stage on small maps
+              ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1): "im2col",        # ResNet's first layer, stride 2
+              ((8, 256, 14, 14), (256, 256, 1, 1), 1, 0, 1): "im2col",     # a bottleneck's 1x1
+              ((8, 32, 9, 9), (32, 1, 3, 3), 1, 1, 32): "direct",          # depthwise
+              ((0, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1): "empty"}
+    for (x_shape, w_shape, s, p, g), path in layers.items():
+        geom = geometry.Conv2d.of(x_shape, w_shape, (s, s), (p, p), (1, 1), g)
+        assert conv.conv_path(geom, "cpu") == path, (x_shape, w_shape)
+    assert conv.conv_path(geometry.Conv2d.of((64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0, 0), (1, 1), 1),
+                          "cuda") == "im2col"
+    with mc.use_kernels("reference"):
+        assert conv.conv_path(geom, "cpu") == "reference"
+
+
 # --- the other ops: each through kernels_for's fast kernels ------------------------------------------------------
 
 def _maybe_the_same(name, device):

@@ -39,6 +39,8 @@ def conv_path(geom, device="cpu"):
     if 0 in (geom.N, geom.C, geom.H, geom.W, geom.K):
         return "empty"
     cpu = device == "cpu"
+    if (geom.KH, geom.KW) == (1, 1):  # a 1x1 kernel: im2col copies each pixel once, and one product does the rest
+        return "im2col"
     if (geom.SH, geom.SW) != (1, 1) or not (
             geom.taps <= DIRECT_TAPS or (cpu and geom.OH * geom.OW >= TILED_POSITIONS)):
         return "im2col"
