@@ -350,7 +350,7 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
                     _kernels_warm = True
                     if first:
                         bar.set_description(desc, refresh=False)
-                        bar.start_t = bar.last_print_t = bar._time()
+                        bar.start_t = bar.last_print_t = time.time()  # tqdm's clock
                         bar.last_print_n = bar.n
                     if not np.isfinite(value):
                         bar.close()

@@ -1,7 +1,8 @@
 """The ops of minicnn, one family per file. `import minicnn.functional as F`."""
 from .. import autograd as _autograd
+from ..geometry import conv_output_size
 from .activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
-from .conv import conv2d, conv_output_size
+from .conv import conv2d
 from .dropout import dropout
 from .linear import linear
 from .loss import cross_entropy, hinge_loss, mse_loss

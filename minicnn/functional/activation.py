@@ -47,6 +47,13 @@ class Tanh(Function):
         return g * (1 - self.out * self.out)
 
 
+def _reduced_axis(name, x, axis):
+    """The axis a softmax runs over, checked; None for a 0-d tensor (its one axis is the whole tensor)."""
+    check_float(name, x, kernel=False)
+    axis = axis_index(name, axis, x.ndim)
+    return axis if x.ndim else None
+
+
 class Softmax(Function):
     """softmax(x)_i = e^(x_i - max x) / sum_j e^(x_j - max x); d/dx = s * (g - sum(g s))."""
 
@@ -54,9 +61,7 @@ class Softmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        check_float("softmax", x, kernel=False)
-        axis = axis_index("softmax", self.axis, x.ndim)
-        self.axis = axis if x.ndim else None  # a 0-d tensor's one axis is the whole tensor
+        self.axis = _reduced_axis("softmax", x, self.axis)
         if x.size == 0:
             self.out = x.copy()
             return self.out
@@ -75,9 +80,7 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        check_float("log_softmax", x, kernel=False)
-        axis = axis_index("log_softmax", self.axis, x.ndim)
-        self.axis = axis if x.ndim else None  # a 0-d tensor's one axis is the whole tensor
+        self.axis = _reduced_axis("log_softmax", x, self.axis)
         if x.size == 0:
             self.out = x.copy()
             return self.out

@@ -21,7 +21,6 @@ import numpy as np
 from .. import geometry, reference
 from ..autograd import Function
 from ..backend import device_of, kernels_mode, xp_of
-from ..geometry import conv_output_size  # noqa: F401  (part of the functional API)
 from ._utils import check_4d, is_int, kernels_for, pair
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}  # the im2col matrix of one chunk of the batch, at most
