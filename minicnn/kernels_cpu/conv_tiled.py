@@ -160,9 +160,13 @@ def _lanes_of(a, groups, lanes, ow):
 
 
 def _weight_lanes(w, groups, lanes):
-    """w (K, ...) -> (G, KB, prod(...), lanes), contiguous."""
-    k = w.shape[0]
-    return _lanes_of(np.ascontiguousarray(w).reshape(1, k, 1, -1), groups, lanes, w[0].size)
+    """w (K, ...) -> (G, KB, prod(...), lanes), contiguous: w[g*K/G + kb*lanes + l].flat[j] at [g, kb, j, l], zero
+    past K/G (_lanes_of's layout, in NumPy: weights are small)."""
+    kg = w.shape[0] // groups
+    blocks = -(-kg // lanes)
+    padded = np.zeros((groups, blocks * lanes, w[0].size), dtype=w.dtype)
+    padded[:, :kg] = w.reshape(groups, kg, -1)
+    return np.ascontiguousarray(padded.reshape(groups, blocks, lanes, -1).transpose(0, 1, 3, 2))
 
 
 def _offsets(x_shape, cin, kh, kw, dh, dw, oh, ow):
