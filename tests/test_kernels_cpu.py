@@ -1,5 +1,10 @@
 """The CPU kernels run on one thread for small inputs and on Numba's threads for large ones (kernels_cpu/_jit.py).
 Both variants must give the same numbers: every parallel iteration owns its outputs, so they agree exactly."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -22,6 +27,7 @@ def test_serial_and_parallel_kernels_agree(monkeypatch, dtype):
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(s).astype(dtype) for s in [(3, 1, 9, 8), (4, 1, 5, 5), (6, 4, 3, 3), (5, 4, 3, 3),
                                                                 (3, 6, 3, 3)]]
+    monkeypatch.setenv("MINICNN_COMPILE_PROCESS", "0")  # the parallel variants run even on a fresh cache
     results = []
     for threshold in (1 << 40, 0):  # every kernel on one thread, then every kernel on the thread pool
         monkeypatch.setattr(_jit, "SERIAL_BELOW", threshold)
@@ -31,6 +37,45 @@ def test_serial_and_parallel_kernels_agree(monkeypatch, dtype):
         results.append([o.numpy() for o in outs] + [t.grad.numpy() for t in leaves])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+FRESH_CACHE_RUN = textwrap.dedent("""
+    import time
+    import numpy as np
+    from minicnn.kernels_cpu import _jit, leaky_relu_forward
+    kernel = _jit.KERNELS["minicnn.kernels_cpu.activation._leaky_relu"]
+    x = np.random.default_rng(0).standard_normal(1 << 16).astype(np.float32)
+    expected = np.where(x > 0, x, np.float32(0.5) * x)
+    first = leaky_relu_forward(x, np.float32(0.5))
+    print("ready after the first call:", kernel.ready)
+    deadline = time.monotonic() + 120
+    while not kernel.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+        leaky_relu_forward(x, np.float32(0.5))
+    again = leaky_relu_forward(x, np.float32(0.5))
+    stats = kernel.parallel.stats
+    print("parallel compiled here:", sum(stats.cache_misses.values()), "loaded:", sum(stats.cache_hits.values()))
+    print("equal:", np.array_equal(first, expected) and np.array_equal(again, expected))
+""")
+
+
+@pytest.mark.parametrize("process", ["1", "0"])
+def test_parallel_variant_compiled_by_a_second_process_on_a_fresh_cache(tmp_path, process):
+    """On an empty Numba cache a large call runs the serial variant while the compiler process compiles the
+    parallel one; the kernel then loads it from the cache, never compiling it itself. MINICNN_COMPILE_PROCESS=0
+    compiles it in the calling process instead, at once."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), MINICNN_COMPILE_PROCESS=process)
+    out = subprocess.run([sys.executable, "-c", FRESH_CACHE_RUN], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "equal: True"
+    if process == "1":
+        assert lines[0] == "ready after the first call: False"
+        assert lines[1] == "parallel compiled here: 0 loaded: 1"
+    else:
+        assert lines[0] == "ready after the first call: True"
+        assert lines[1] == "parallel compiled here: 1 loaded: 0"
 
 
 def test_register_tile_intrinsics():

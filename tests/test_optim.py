@@ -157,6 +157,7 @@ def test_sgd_float32_matches_torch_and_keeps_dtype(torch_mod, kw):
 def test_sgd_kernel_one_thread_and_threaded_agree(monkeypatch):
     from minicnn.kernels_cpu import _jit
     init = np.random.default_rng(0).standard_normal(50_000).astype(np.float32)
+    monkeypatch.setenv("MINICNN_COMPILE_PROCESS", "0")  # the parallel variant runs even on a fresh cache
     results = []
     for threshold in (1 << 40, 0):
         monkeypatch.setattr(_jit, "SERIAL_BELOW", threshold)
