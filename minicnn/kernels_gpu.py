@@ -13,6 +13,8 @@ import cupy as cp
 import numpy as np
 
 from .kernels_cpu.conv import shifted_backward
+from .kernels_cpu.roi import rois_by_image
+from .reference.roi import roi_align_samples, roi_pool_bins
 
 _THREADS = 256  # threads per block of every launch, and THREADS in the kernels (-DTHREADS), which size shared memory
 _HEADER = "common.cuh"
@@ -314,3 +316,86 @@ def sgd_step(p, grad, buf, lr, weight_decay, momentum, keep, nesterov, first):
     t = p.dtype.type
     _launch("optim.cu", "sgd_step", p.dtype, p.size, p, cp.ascontiguousarray(grad), buf, np.int64(p.size), t(lr),
             t(weight_decay), t(momentum), t(keep), np.int32(nesterov), np.int32(first))
+
+
+# --- non-maximum suppression (boxes.cu) ----------------------------------------------------------------------------
+
+def nms_mask(boxes, labels, iou_threshold):
+    """The suppression bitmask of boxes sorted by decreasing score: one thread per 64-bit word."""
+    boxes = cp.ascontiguousarray(boxes)
+    n = len(boxes)
+    mask = cp.empty((n, (n + 63) // 64), dtype=cp.uint64)
+    _launch("boxes.cu", "nms_mask", boxes.dtype, mask.size, boxes, cp.ascontiguousarray(labels, dtype=cp.int64), mask,
+            np.int64(n), np.int64(mask.shape[1]), np.float64(iou_threshold))
+    return mask
+
+
+def nms_keep(boxes, labels, iou_threshold):
+    """Greedy NMS on the device: the bitmask, then the scan in one block (no copy of the mask to the host)."""
+    mask = nms_mask(boxes, labels, iou_threshold)
+    n, words = mask.shape
+    kept = cp.empty(n, dtype=cp.int32)
+    _launch("boxes.cu", "nms_scan", boxes.dtype, 0, mask, cp.zeros(words, dtype=cp.uint64), kept, np.int64(n),
+            np.int64(words), blocks=1)
+    return cp.flatnonzero(kept)
+
+
+# --- RoI pooling and RoI align (roi.cu): the bins and the sample tables come from reference/roi.py -----------------
+
+def roi_pool_forward(x, rois, spatial_scale, output_size):
+    x = cp.ascontiguousarray(x)
+    _, c, h, w = x.shape
+    bins = roi_pool_bins(rois, spatial_scale, output_size, h, w)
+    out = cp.empty((len(rois), c) + tuple(output_size), dtype=x.dtype)
+    argmax = cp.empty(out.shape, dtype=cp.int32)
+    _launch("roi.cu", "roi_pool_forward", x.dtype, out.size, x, rois[:, 0].astype(cp.int64), *bins, out, argmax,
+            np.int64(len(rois) * c), *_i(c, h, w, *output_size))
+    return out, argmax
+
+
+def roi_pool_backward(grad_y, rois, argmax, x_shape, spatial_scale):
+    """A gather: each pixel adds the outputs of the bins that cover it and chose it."""
+    grad_y = cp.ascontiguousarray(grad_y)
+    n, c, h, w = x_shape
+    bins = roi_pool_bins(rois, spatial_scale, grad_y.shape[2:], h, w)
+    grad_x = cp.empty(x_shape, dtype=grad_y.dtype)
+    _launch("roi.cu", "roi_pool_backward", grad_y.dtype, grad_x.size, grad_y, argmax, *rois_by_image(rois, n), *bins,
+            grad_x, np.int64(n * c), *_i(c, h, w, *grad_y.shape[2:]))
+    return grad_x
+
+
+def _align_tables(rows, cols, count):
+    return rows.index, rows.weight, rows.grid, cols.index, cols.weight, cols.grid, count
+
+
+def roi_align_forward(x, rois, spatial_scale, output_size, sampling_ratio, aligned):
+    x = cp.ascontiguousarray(x)
+    _, c, h, w = x.shape
+    rows, cols, count = roi_align_samples(rois, spatial_scale, output_size, sampling_ratio, aligned, h, w)
+    out = cp.empty((len(rois), c) + tuple(output_size), dtype=x.dtype)
+    _launch("roi.cu", "roi_align_forward", x.dtype, out.size, x, rois[:, 0].astype(cp.int64),
+            *_align_tables(rows, cols, count), out, np.int64(len(rois) * c), np.int64(len(rois)),
+            *_i(c, h, w, *output_size, rows.index.shape[3], cols.index.shape[3]))
+    return out
+
+
+def _reach(samples):
+    """(first, last) (K,): the first and last pixel each RoI's samples read with a nonzero weight on one axis."""
+    read = (samples.weight > 0).transpose(1, 0, 2, 3).reshape(samples.weight.shape[1], -1)
+    index = samples.index.transpose(1, 0, 2, 3).reshape(read.shape)
+    return cp.where(read, index, np.int64(2**62)).min(axis=1), cp.where(read, index, np.int64(-1)).max(axis=1)
+
+
+def roi_align_backward(grad_y, rois, x_shape, spatial_scale, sampling_ratio, aligned):
+    """A gather: each pixel adds, over the RoIs of its image that reach it, the samples that read it."""
+    grad_y = cp.ascontiguousarray(grad_y)
+    n, c, h, w = x_shape
+    rows, cols, count = roi_align_samples(rois, spatial_scale, grad_y.shape[2:], sampling_ratio, aligned, h, w)
+    if rows.index.shape[3] * cols.index.shape[3] == 0:  # no RoIs, or no samples in any
+        return cp.zeros(x_shape, dtype=grad_y.dtype)
+    reach = cp.concatenate(_reach(rows) + _reach(cols))
+    grad_x = cp.empty(x_shape, dtype=grad_y.dtype)
+    _launch("roi.cu", "roi_align_backward", grad_y.dtype, grad_x.size, grad_y, *rois_by_image(rois, n),
+            *_align_tables(rows, cols, count), reach, grad_x, np.int64(n * c), np.int64(len(rois)),
+            *_i(c, h, w, *grad_y.shape[2:], rows.index.shape[3], cols.index.shape[3]))
+    return grad_x

@@ -129,7 +129,7 @@ def check_mnist(arrays):
     return None
 
 
-def _read_mnist_cache(path):
+def read_mnist_cache(path):
     """The cached arrays, or (None, reason) when the file is damaged (truncated, empty, not an .npz, wrong)."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -146,7 +146,7 @@ def load_mnist():
     path = cache_dir() / "mnist.npz"
     arrays = None
     if path.exists():
-        arrays, reason = _read_mnist_cache(path)
+        arrays, reason = read_mnist_cache(path)
         if arrays is None:
             print(f"MNIST cache {path} is corrupt ({reason}); fetching it again", file=sys.stderr)
     if arrays is None:

@@ -2,6 +2,7 @@
 from .. import autograd as _autograd
 from ..geometry import conv_output_size
 from .activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from .clamp import clamp, maximum, minimum
 from .conv import conv2d
 from .dropout import dropout
 from .linear import linear

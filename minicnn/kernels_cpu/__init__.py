@@ -16,6 +16,7 @@ paid once per machine.
 """
 from ..reference import cross_entropy_backward, cross_entropy_forward, dropout_forward, lrn_backward, lrn_forward
 from .activation import leaky_relu_backward, leaky_relu_forward
+from .boxes import nms_keep, nms_mask
 from .conv import (col2im, col2im_shifted, conv_direct, conv_direct_backward, conv_direct_input, conv_direct_weight,
                    im2col, im2col_shifted)
 from .conv_tiled import conv_tiled, conv_tiled_backward
@@ -23,6 +24,7 @@ from .norm import batch_norm_apply, batch_norm_backward, batch_norm_stats
 from .optim import sgd_step
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward,
                    global_max_pool2d_backward, global_max_pool2d_forward, max_pool2d_backward, max_pool2d_forward)
+from .roi import roi_align_backward, roi_align_forward, roi_pool_backward, roi_pool_forward
 
 __all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct", "conv_direct_backward",
            "conv_direct_weight", "conv_direct_input", "conv_tiled", "conv_tiled_backward", "max_pool2d_forward",
@@ -30,4 +32,6 @@ __all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct"
            "global_avg_pool2d_backward", "global_max_pool2d_forward", "global_max_pool2d_backward",
            "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "lrn_forward", "lrn_backward",
            "leaky_relu_forward", "leaky_relu_backward", "dropout_forward", "cross_entropy_forward",
-           "cross_entropy_backward", "sgd_step"]
+           "cross_entropy_backward", "sgd_step",
+           "roi_pool_forward", "roi_pool_backward", "roi_align_forward", "roi_align_backward",
+           "nms_mask", "nms_keep"]
