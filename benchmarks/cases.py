@@ -145,8 +145,48 @@ def batch_norm(fw):
     return _fwd_bwd(fw, lambda: fw.F.batch_norm(x, mean, var, weight, bias, training=True))
 
 
+def _detection_ops(fw):
+    if fw.name == "minicnn":
+        import minicnn.ops as ops
+    else:
+        import torchvision.ops as ops
+    return ops
+
+
+def _boxes(rng, count, size, images=None):
+    """`count` random boxes (x1, y1, x2, y2) in a size x size image, 8 to size/2 pixels wide and high, as float32;
+    with a first column of image indices when `images` is given (RoI format)."""
+    xy = rng.uniform(0, size * 0.75, (count, 2))
+    wh = rng.uniform(8, size / 2, (count, 2))
+    boxes = np.concatenate([xy, np.minimum(xy + wh, size - 1)], axis=1)
+    if images is not None:
+        boxes = np.concatenate([rng.integers(0, images, (count, 1)), boxes], axis=1)
+    return boxes.astype(np.float32)
+
+
+def roi_op(fw, op, n, c, h, rois, out, scale):
+    """roi_align (sampling_ratio 2, aligned) or roi_pool forward+backward: `rois` boxes over n feature maps
+    (c, h, h) that are 1/scale of an image each."""
+    rng = np.random.default_rng(0)
+    x = fw.tensor(rng.standard_normal((n, c, h, h)).astype(np.float32), True)
+    boxes = fw.tensor(_boxes(rng, rois, h / scale, images=n))
+    ops = _detection_ops(fw)
+    if op == "roi_align":
+        return _fwd_bwd(fw, lambda: ops.roi_align(x, boxes, out, spatial_scale=scale, sampling_ratio=2,
+                                                  aligned=True))
+    return _fwd_bwd(fw, lambda: ops.roi_pool(x, boxes, out, spatial_scale=scale))
+
+
+def nms(fw, count, threshold):
+    """NMS of `count` random boxes in a 512 x 512 image with random scores."""
+    rng = np.random.default_rng(0)
+    boxes, scores = fw.tensor(_boxes(rng, count, 512)), fw.tensor(rng.random(count, dtype=np.float32))
+    ops = _detection_ops(fw)
+    return lambda: ops.nms(boxes, scores, threshold)
+
+
 CASES = {f.__name__: f for f in (lenet_step, resnet_step, densenet_step, inference, mlp_step, conv, max_pool,
-                                  batch_norm)}
+                                  batch_norm, roi_op, nms)}
 
 
 def build(name, framework, device, **args):

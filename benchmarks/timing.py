@@ -134,11 +134,12 @@ def measure(workers, rows, log=None):
 
 
 class Worker:
-    """A worker process for one framework on one device, with extra environment variables `env`."""
+    """A worker process for one framework on one device, with extra environment variables `env`, run by the Python
+    interpreter `python` (this one by default)."""
 
-    def __init__(self, framework, device, env=None, framework_first=False):
+    def __init__(self, framework, device, env=None, framework_first=False, python=None):
         self.framework = framework
-        argv = [sys.executable, str(HERE / "worker.py"), framework, device] + \
+        argv = [python or sys.executable, str(HERE / "worker.py"), framework, device] + \
             (["--framework-first"] if framework_first else [])
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
@@ -159,16 +160,18 @@ class Worker:
 class Workers:
     """minicnn's worker, and PyTorch's when PyTorch is installed; `with Workers(device) as w: w.compare(...)`.
     isa: "native" or "avx2" (isa_env); framework_first: each worker imports its framework before NumPy;
-    repeats: when given, the number of turns of every comparison (a quick run), in place of each case's own."""
+    repeats: when given, the number of turns of every comparison (a quick run), in place of each case's own;
+    torch_python: the interpreter of PyTorch's worker (one with torchvision, say), this one by default."""
 
-    def __init__(self, device="cpu", isa="native", framework_first=False, repeats=None):
+    def __init__(self, device="cpu", isa="native", framework_first=False, repeats=None, torch_python=None):
         self.device, self.framework_first, self.repeats = device, framework_first, repeats
-        self.frameworks = ["minicnn"] + (["torch"] if have_torch() else [])
+        self.python = {"torch": torch_python}
+        self.frameworks = ["minicnn"] + (["torch"] if torch_python or have_torch() else [])
         self.env = {name: isa_env(isa, name) for name in self.frameworks}
         self.workers = [self._start(name) for name in self.frameworks]
 
     def _start(self, name, **env):
-        return Worker(name, self.device, {**self.env[name], **env}, self.framework_first)
+        return Worker(name, self.device, {**self.env[name], **env}, self.framework_first, self.python.get(name))
 
     def __enter__(self):
         return self

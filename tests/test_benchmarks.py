@@ -16,7 +16,17 @@ import timing  # noqa: E402
 ARGS = {"lenet_step": dict(batch=2), "resnet_step": dict(size=32, batch=2), "densenet_step": dict(size=32, batch=2),
         "inference": dict(arch="resnet18", size=32, batch=2), "mlp_step": dict(batch=4),
         "conv": dict(n=2, c=3, h=9, k=4, r=3, s=2, p=1), "max_pool": dict(kernel=3, stride=2, padding=1),
-        "batch_norm": {}}
+        "batch_norm": {}, "roi_op": dict(op="roi_align", n=2, c=3, h=8, rois=5, out=2, scale=0.5),
+        "nms": dict(count=50, threshold=0.5)}
+TORCHVISION_CASES = {"roi_op", "nms"}
+
+
+def _torchvision_or_skip():
+    """torchvision's compiled ops only load next to the PyTorch build they were made for; skip otherwise."""
+    try:
+        import torchvision.ops  # noqa: F401
+    except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
+        pytest.skip(f"torchvision is not usable here: {type(e).__name__}")
 
 
 def test_every_case_has_arguments_here():
@@ -28,6 +38,8 @@ def test_every_case_has_arguments_here():
 def test_case_runs(name, framework):
     if framework == "torch":
         pytest.importorskip("torch")
+        if name in TORCHVISION_CASES:
+            _torchvision_or_skip()
     run = cases.build(name, framework, "cpu", **ARGS[name])
     run()
     run()  # a second step: optimizer state and cached gradients are reused
