@@ -1,8 +1,9 @@
 // RoI pooling and RoI align, forward and backward (formulas in minicnn/reference/roi.py). The bins of RoI pooling
 // and the samples of RoI align (rows and columns read, bilinear weights) come as small tables per RoI and axis,
-// worked out by reference/roi.py in the input's dtype. Forward: one thread per output element. Backward: one
-// thread per input pixel, gathering over the RoIs of its image (order[starts[n]] .. order[starts[n + 1] - 1], in
-// their original order) and the bins or samples of each that read it: no atomics, deterministic.
+// worked out by reference/roi.py in the input's dtype; RoI align's hold each RoI's own grid (SampleList). Forward:
+// one thread per output element. Backward: one thread per input pixel, gathering over the RoIs of its image
+// (order[starts[n]] .. order[starts[n + 1] - 1], in their original order) and the bins or samples of each that read
+// it: no atomics, deterministic.
 
 #include "common.cuh"
 
@@ -60,15 +61,16 @@ __device__ void pool_bwd(const T* __restrict__ g, const int* __restrict__ argmax
     }
 }
 
-// RoI align. Sample a of bin i of RoI k reads rows at[((u * K + k) * OH + i) * GH + a], u = 0, 1 (before and
-// after it), with weights w[...] at the same place; gh[k] samples per bin. Columns likewise (OW, GW, gw).
+// RoI align. Sample a of bin i of RoI k reads rows at[u * R + e], e = off[k] + i * gh[k] + a, u = 0, 1 (before and
+// after it), with weights w[u * R + e]; gh[k] samples per bin, R entries in all. Columns likewise (gw, Q entries).
 template <typename T>
 __device__ void align_fwd(const T* __restrict__ x, const long long* __restrict__ batch,
                           const long long* __restrict__ row_at, const T* __restrict__ row_w,
-                          const long long* __restrict__ gh, const long long* __restrict__ col_at,
-                          const T* __restrict__ col_w, const long long* __restrict__ gw, const T* __restrict__ count,
-                          T* __restrict__ out, long long KC, long long K, int C, int H, int W, int OH, int OW, int GH,
-                          int GW) {
+                          const long long* __restrict__ gh, const long long* __restrict__ row_off,
+                          const long long* __restrict__ col_at, const T* __restrict__ col_w,
+                          const long long* __restrict__ gw, const long long* __restrict__ col_off,
+                          const T* __restrict__ count, T* __restrict__ out, long long KC, long long R, long long Q,
+                          int C, int H, int W, int OH, int OW) {
     GRID_STRIDE(KC * OH * OW) {
         const int j = (int)(idx % OW);
         const int i = (int)((idx / OW) % OH);
@@ -76,14 +78,14 @@ __device__ void align_fwd(const T* __restrict__ x, const long long* __restrict__
         const long long k = plane / C;
         const T* src = x + (batch[k] * C + plane % C) * H * W;
         double acc = 0.0;
-        for (int a = 0; a < gh[k]; ++a)
+        for (long long a = 0; a < gh[k]; ++a)
             for (int u = 0; u < 2; ++u) {
-                const long long e = ((u * K + k) * OH + i) * GH + a;
+                const long long e = u * R + row_off[k] + i * gh[k] + a;
                 const long long yy = row_at[e];
                 const T wy = row_w[e];
-                for (int b = 0; b < gw[k]; ++b)
+                for (long long b = 0; b < gw[k]; ++b)
                     for (int v = 0; v < 2; ++v) {
-                        const long long f = ((v * K + k) * OW + j) * GW + b;
+                        const long long f = v * Q + col_off[k] + j * gw[k] + b;
                         acc += (double)(wy * col_w[f]) * src[yy * W + col_at[f]];
                     }
             }
@@ -97,10 +99,11 @@ template <typename T>
 __device__ void align_bwd(const T* __restrict__ g, const long long* __restrict__ order,
                           const long long* __restrict__ starts, const long long* __restrict__ row_at,
                           const T* __restrict__ row_w, const long long* __restrict__ gh,
-                          const long long* __restrict__ col_at, const T* __restrict__ col_w,
-                          const long long* __restrict__ gw, const T* __restrict__ count,
-                          const long long* __restrict__ reach, T* __restrict__ dx, long long NC, long long K, int C,
-                          int H, int W, int OH, int OW, int GH, int GW) {
+                          const long long* __restrict__ row_off, const long long* __restrict__ col_at,
+                          const T* __restrict__ col_w, const long long* __restrict__ gw,
+                          const long long* __restrict__ col_off, const T* __restrict__ count,
+                          const long long* __restrict__ reach, T* __restrict__ dx, long long NC, long long K,
+                          long long R, long long Q, int C, int H, int W, int OH, int OW) {
     GRID_STRIDE(NC * H * W) {
         const int xx = (int)(idx % W);
         const int y = (int)((idx / W) % H);
@@ -112,15 +115,15 @@ __device__ void align_bwd(const T* __restrict__ g, const long long* __restrict__
             if (y < reach[k] || y > reach[K + k] || xx < reach[2 * K + k] || xx > reach[3 * K + k]) continue;
             const T* gk = g + (k * C + c) * OH * OW;
             for (int i = 0; i < OH; ++i)
-                for (int a = 0; a < gh[k]; ++a)
+                for (long long a = 0; a < gh[k]; ++a)
                     for (int u = 0; u < 2; ++u) {
-                        const long long e = ((u * K + k) * OH + i) * GH + a;
+                        const long long e = u * R + row_off[k] + i * gh[k] + a;
                         if (row_at[e] != y || row_w[e] == T(0)) continue;
                         for (int j = 0; j < OW; ++j) {
                             const double share = (double)gk[i * OW + j] / count[k] * row_w[e];
-                            for (int b = 0; b < gw[k]; ++b)
+                            for (long long b = 0; b < gw[k]; ++b)
                                 for (int v = 0; v < 2; ++v) {
-                                    const long long f = ((v * K + k) * OW + j) * GW + b;
+                                    const long long f = v * Q + col_off[k] + j * gw[k] + b;
                                     if (col_at[f] == xx) acc += share * col_w[f];
                                 }
                         }
@@ -132,10 +135,11 @@ __device__ void align_bwd(const T* __restrict__ g, const long long* __restrict__
 
 #define POOL_BINS const long long* row0, const long long* row1, const long long* col0, const long long* col1
 #define POOL_SIZES int C, int H, int W, int OH, int OW
-#define ALIGN_TABLES(T) const long long* row_at, const T* row_w, const long long* gh, const long long* col_at, \
-                        const T* col_w, const long long* gw, const T* count
-#define ALIGN_PASS row_at, row_w, gh, col_at, col_w, gw, count
-#define ALIGN_SIZES long long K, int C, int H, int W, int OH, int OW, int GH, int GW
+#define ALIGN_TABLES(T) const long long* row_at, const T* row_w, const long long* gh, const long long* row_off, \
+                        const long long* col_at, const T* col_w, const long long* gw, const long long* col_off, \
+                        const T* count
+#define ALIGN_PASS row_at, row_w, gh, row_off, col_at, col_w, gw, col_off, count
+#define ALIGN_SIZES long long R, long long Q, int C, int H, int W, int OH, int OW
 #define ENTRY(T, S) \
 extern "C" __global__ void roi_pool_forward_##S(const T* x, const long long* batch, POOL_BINS, T* out, int* argmax, \
                                                 long long KC, POOL_SIZES) { \
@@ -146,10 +150,10 @@ extern "C" __global__ void roi_pool_backward_##S(const T* g, const int* argmax, 
     pool_bwd<T>(g, argmax, order, starts, row0, row1, col0, col1, dx, NC, C, H, W, OH, OW); } \
 extern "C" __global__ void roi_align_forward_##S(const T* x, const long long* batch, ALIGN_TABLES(T), T* out, \
                                                  long long KC, ALIGN_SIZES) { \
-    align_fwd<T>(x, batch, ALIGN_PASS, out, KC, K, C, H, W, OH, OW, GH, GW); } \
+    align_fwd<T>(x, batch, ALIGN_PASS, out, KC, R, Q, C, H, W, OH, OW); } \
 extern "C" __global__ void roi_align_backward_##S(const T* g, const long long* order, const long long* starts, \
                                                   ALIGN_TABLES(T), const long long* reach, T* dx, long long NC, \
-                                                  ALIGN_SIZES) { \
-    align_bwd<T>(g, order, starts, ALIGN_PASS, reach, dx, NC, K, C, H, W, OH, OW, GH, GW); }
+                                                  long long K, ALIGN_SIZES) { \
+    align_bwd<T>(g, order, starts, ALIGN_PASS, reach, dx, NC, K, R, Q, C, H, W, OH, OW); }
 
 FLOAT_AND_DOUBLE(ENTRY)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .kernels_cpu.conv import shifted_backward
 from .kernels_cpu.roi import rois_by_image
-from .reference.roi import roi_align_samples, roi_pool_bins
+from .reference.roi import roi_align_sample_lists, roi_pool_bins, sample_reach
 
 _THREADS = 256  # threads per block of every launch, and THREADS in the kernels (-DTHREADS), which size shared memory
 _HEADER = "common.cuh"
@@ -365,37 +365,30 @@ def roi_pool_backward(grad_y, rois, argmax, x_shape, spatial_scale):
 
 
 def _align_tables(rows, cols, count):
-    return rows.index, rows.weight, rows.grid, cols.index, cols.weight, cols.grid, count
+    return (*rows, *cols, count)
 
 
 def roi_align_forward(x, rois, spatial_scale, output_size, sampling_ratio, aligned):
     x = cp.ascontiguousarray(x)
     _, c, h, w = x.shape
-    rows, cols, count = roi_align_samples(rois, spatial_scale, output_size, sampling_ratio, aligned, h, w)
+    rows, cols, count = roi_align_sample_lists(rois, spatial_scale, output_size, sampling_ratio, aligned, h, w)
     out = cp.empty((len(rois), c) + tuple(output_size), dtype=x.dtype)
     _launch("roi.cu", "roi_align_forward", x.dtype, out.size, x, rois[:, 0].astype(cp.int64),
-            *_align_tables(rows, cols, count), out, np.int64(len(rois) * c), np.int64(len(rois)),
-            *_i(c, h, w, *output_size, rows.index.shape[3], cols.index.shape[3]))
+            *_align_tables(rows, cols, count), out, np.int64(len(rois) * c), np.int64(rows.index.shape[1]),
+            np.int64(cols.index.shape[1]), *_i(c, h, w, *output_size))
     return out
-
-
-def _reach(samples):
-    """(first, last) (K,): the first and last pixel each RoI's samples read with a nonzero weight on one axis."""
-    read = (samples.weight > 0).transpose(1, 0, 2, 3).reshape(samples.weight.shape[1], -1)
-    index = samples.index.transpose(1, 0, 2, 3).reshape(read.shape)
-    return cp.where(read, index, np.int64(2**62)).min(axis=1), cp.where(read, index, np.int64(-1)).max(axis=1)
 
 
 def roi_align_backward(grad_y, rois, x_shape, spatial_scale, sampling_ratio, aligned):
     """A gather: each pixel adds, over the RoIs of its image that reach it, the samples that read it."""
     grad_y = cp.ascontiguousarray(grad_y)
     n, c, h, w = x_shape
-    rows, cols, count = roi_align_samples(rois, spatial_scale, grad_y.shape[2:], sampling_ratio, aligned, h, w)
-    if rows.index.shape[3] * cols.index.shape[3] == 0:  # no RoIs, or no samples in any
+    rows, cols, count = roi_align_sample_lists(rois, spatial_scale, grad_y.shape[2:], sampling_ratio, aligned, h, w)
+    if rows.index.shape[1] * cols.index.shape[1] == 0:  # no RoIs, or no samples in any
         return cp.zeros(x_shape, dtype=grad_y.dtype)
-    reach = cp.concatenate(_reach(rows) + _reach(cols))
+    reach = cp.concatenate(sample_reach(rows, h) + sample_reach(cols, w))
     grad_x = cp.empty(x_shape, dtype=grad_y.dtype)
     _launch("roi.cu", "roi_align_backward", grad_y.dtype, grad_x.size, grad_y, *rois_by_image(rois, n),
             *_align_tables(rows, cols, count), reach, grad_x, np.int64(n * c), np.int64(len(rois)),
-            *_i(c, h, w, *grad_y.shape[2:], rows.index.shape[3], cols.index.shape[3]))
+            np.int64(rows.index.shape[1]), np.int64(cols.index.shape[1]), *_i(c, h, w, *grad_y.shape[2:]))
     return grad_x

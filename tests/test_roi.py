@@ -14,7 +14,7 @@ import minicnn.ops as ops
 from minicnn import reference
 from minicnn.kernels_cpu import roi as cpu_roi
 from minicnn.ops import roi as roi_module
-from minicnn.reference.roi import LOWEST, roi_align_samples, roi_pool_bins
+from minicnn.reference.roi import LOWEST, roi_align_sample_lists, roi_align_samples, roi_pool_bins
 
 RAMP = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)  # x[r, c] = 4 r + c + 1: bilinear interpolation reproduces it
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
@@ -202,13 +202,13 @@ def test_serial_and_parallel_kernels_agree_bit_for_bit():
     x = x.numpy()
     batch = rois[:, 0].astype(np.int64)
     order, starts = cpu_roi.rois_by_image(rois, 2)
-    rows, cols, count = roi_align_samples(rois, 0.5, (3, 2), -1, False, 7, 9)
-    tables = (rows.index, rows.weight, rows.grid, cols.index, cols.weight, cols.grid, count)
+    rows, cols, count = roi_align_sample_lists(rois, 0.5, (3, 2), -1, False, 7, 9)
+    tables = (*rows, *cols, count)
     grad_y = np.random.default_rng(0).standard_normal((6, 3, 3, 2))
     _, argmax = cpu_roi.roi_pool_forward(x, rois, 0.5, (3, 2))
     for kernel, args in [(cpu_roi._roi_pool, (x, batch) + roi_pool_bins(rois, 0.5, (3, 2), 7, 9)),
                          (cpu_roi._roi_pool_backward, (grad_y, argmax, order, starts, 2, 3, 7, 9)),
-                         (cpu_roi._roi_align, (x, batch) + tables),
+                         (cpu_roi._roi_align, (x, batch) + tables + (3, 2)),
                          (cpu_roi._roi_align_backward, (grad_y, order, starts) + tables + (2, 7, 9))]:
         serial, parallel = kernel.serial(*args), kernel.parallel(*args)
         for a, b in zip(serial if isinstance(serial, tuple) else [serial], parallel if isinstance(parallel, tuple)

@@ -20,6 +20,13 @@ def resize_bilinear(image, height, width):
     """image [..., H, W] resized to [..., height, width] by bilinear interpolation with pixel centres aligned
     (torch's interpolate(mode="bilinear", align_corners=False, antialias=False)): output pixel i reads the input
     at (i + 0.5) H / height - 0.5, clamped to the image, between its two neighbours on each axis."""
+    for what, n in (("height", height), ("width", width)):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"resize_bilinear: {what} must be a positive int, got {n!r}")
+    if np.ndim(image) < 2 or min(np.shape(image)[-2:]) < 1:
+        raise ValueError(f"resize_bilinear: expected an image [..., H, W] with H, W >= 1, got shape "
+                         f"{np.shape(image)}")
+
     def taps(n_in, n_out):
         src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0)
         low = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
@@ -133,9 +140,14 @@ class DigitDetection(_CanvasDataset):
     def __init__(self, root=None, train=True, size=96, min_objects=1, max_objects=5, scales=(0.75, 2.0), clutter=0,
                  seed=0, length=None):
         size = _count(self.name, "size", size, 8)
-        scales = tuple(float(s) for s in scales) if isinstance(scales, (tuple, list)) else ()
-        if len(scales) != 2 or not 0 < scales[0] <= scales[1]:
-            raise ValueError(f"{self.name}: scales must be (low, high) with 0 < low <= high, got {scales!r}")
+        try:
+            pair = tuple(float(s) for s in scales) if isinstance(scales, (tuple, list)) else ()
+        except (TypeError, ValueError, OverflowError):
+            pair = ()
+        if len(pair) != 2 or not 0 < pair[0] <= pair[1] < np.inf:
+            raise ValueError(f"{self.name}: scales must be (low, high) numbers with 0 < low <= high < inf, got "
+                             f"{scales!r}")
+        scales = pair
         if round(28 * scales[1]) > size:
             raise ValueError(f"{self.name}: a digit at scale {scales[1]} ({round(28 * scales[1])} px) does not fit a "
                              f"canvas of {size} px")
@@ -236,8 +248,29 @@ def detection_collate(batch):
     the targets stay a list since images hold different numbers of boxes."""
     if not batch:
         raise ValueError("detection_collate: got an empty batch")
+    for i, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"detection_collate: item {i} must be an (image, target) pair, got "
+                            f"{type(item).__name__}")
     images, targets = zip(*batch)
     shapes = {np.shape(im) for im in images}
     if len(shapes) != 1:
         raise ValueError(f"detection_collate: images of one batch must have one shape, got {sorted(shapes)}")
     return np.stack(images).astype(np.float32, copy=False), list(targets)
+
+
+# The command line's detection data sets: (class, train images, test images); --limit N trains on N images.
+DETECTION_DATASETS = {"digits-detection": (DigitDetection, 60000, 2000),
+                      "shapes-detection": (ShapeDetection, 5000, 500)}
+
+
+def load_detection_dataset(name, seed=0, limit=None):
+    """(train, test) detection data sets by name (DETECTION_DATASETS), the train split cut to `limit` images."""
+    if name not in DETECTION_DATASETS:
+        raise datasets.DataError(f"unknown detection data set {name!r}; choose one of "
+                                 f"{', '.join(DETECTION_DATASETS)}")
+    kind, train_length, test_length = DETECTION_DATASETS[name]
+    if limit is not None and limit < 1:
+        raise ValueError(f"load_detection_dataset: limit must be a positive number of images, got {limit}")
+    return (kind(train=True, seed=seed, length=train_length if limit is None else min(limit, train_length)),
+            kind(train=False, seed=seed, length=test_length))

@@ -39,7 +39,10 @@ def _pairs(name, sizes, aspect_ratios):
                          f"and {len(aspect_ratios)}")
     for what, groups in (("sizes", sizes), ("aspect_ratios", aspect_ratios)):
         for g in groups:
-            v = np.asarray(g, dtype=np.float64)
+            try:
+                v = np.asarray(g, dtype=np.float64)
+            except (TypeError, ValueError):  # not numbers, or nested deeper than a tuple per feature map
+                v = np.empty(0)
             if v.ndim != 1 or v.size == 0 or not (np.isfinite(v).all() and (v > 0).all()):
                 raise ValueError(f"{name}: {what} must be non-empty tuples of positive numbers, got {g!r}")
     return tuple(tuple(s) for s in sizes), tuple(tuple(r) for r in aspect_ratios)
@@ -110,6 +113,12 @@ class AnchorGenerator:
         whose last two axes are GH, GW, per (sizes, ratios) pair): a Tensor [A_total, 4] with the maps one after
         the other, or a list of one Tensor per map with per_map=True. The same for every image of a batch."""
         name = "AnchorGenerator"
+        try:
+            floating = np.dtype(dtype).kind == "f"
+        except TypeError:
+            floating = False
+        if not floating:
+            raise TypeError(f"{name}: dtype must be a floating-point dtype (np.float32, np.float64), got {dtype!r}")
         height, width = _size(name, "image_size", image_size)
         if not isinstance(feature_maps, (list, tuple)):
             raise ValueError(f"{name}: feature_maps must be a list (one entry per feature map), got "
@@ -156,7 +165,10 @@ class BoxCoder:
     """
 
     def __init__(self, weights=(1.0, 1.0, 1.0, 1.0), bbox_xform_clip=math.log(1000.0 / 16)):
-        w = np.asarray(weights, dtype=np.float64)
+        try:
+            w = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            w = np.empty(0)
         if w.shape != (4,) or not (np.isfinite(w).all() and (w > 0).all()):
             raise ValueError(f"BoxCoder: weights must be four positive numbers (wx, wy, ww, wh), got {weights!r}")
         if not (isinstance(bbox_xform_clip, (int, float, np.floating)) and math.isfinite(bbox_xform_clip)):
@@ -207,7 +219,7 @@ class BoxCoder:
             if len(concat):
                 codes = codes.reshape(len(concat), -1)
             decoded = self.decode_single(codes, concat)
-            return decoded.reshape(len(concat), decoded.shape[1] // 4, 4)
+            return decoded.reshape(len(concat), decoded.shape[1] // 4, 4)  # [0, K, 4] for no boxes
         return self.decode_single(rel_codes, boxes)
 
     def decode_single(self, rel_codes, boxes):
@@ -230,7 +242,7 @@ class BoxCoder:
         cx, cy = codes[:, 0::4] / wx * pw + px, codes[:, 1::4] / wy * ph + py
         half_w, half_h = 0.5 * dw.exp() * pw, 0.5 * dh.exp() * ph
         out = F.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=2)
-        return out.reshape(codes.shape[0], -1)
+        return out.reshape(codes.shape[0], codes.shape[1])
 
 
 def _wh_iou(wh1, wh2):
@@ -260,9 +272,12 @@ def kmeans_anchors(boxes, k, iters=300, seed=0):
     if b.ndim != 2 or b.shape[1] not in (2, 4) or b.dtype.kind not in "fiu":
         raise ValueError(f"{name}: boxes must be a real array [N, 4] (x1, y1, x2, y2) or [N, 2] (w, h), got "
                          f"{b.dtype} {tuple(b.shape)}")
-    wh = (b[:, 2:] - b[:, :2] if b.shape[1] == 4 else b).astype(np.float64)
+    b = b.astype(np.float64)  # before the difference: x2 - x1 of uint8 boxes would wrap around
+    wh = b[:, 2:] - b[:, :2] if b.shape[1] == 4 else b
     if not (np.isfinite(wh).all() and (wh > 0).all()):
         raise ValueError(f"{name}: every box needs a finite, positive width and height")
+    if seed is not None and not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        raise TypeError(f"{name}: seed must be None or an int >= 0, got {seed!r}")
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"{name}: k must be a positive int, got {k!r}")
     if not isinstance(iters, (int, np.integer)) or iters < 1:

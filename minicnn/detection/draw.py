@@ -51,12 +51,23 @@ def draw_boxes(image, boxes, labels=None, scores=None, ax=None, class_names=None
     b = host(check_boxes(name, "boxes", boxes)).astype(np.float64)
     n = len(b)
     labels = None if labels is None else np.asarray(host(labels)).reshape(-1)
-    scores = None if scores is None else np.asarray(host(scores), np.float64).reshape(-1)
+    scores = None if scores is None else np.asarray(host(scores)).reshape(-1)
     for what, v in (("labels", labels), ("scores", scores)):
         if v is not None and len(v) != n:
             raise ValueError(f"{name}: {n} boxes but {len(v)} {what}")
     if labels is not None and n and labels.dtype.kind not in "iu":
         raise TypeError(f"{name}: labels must be integers, got dtype {labels.dtype}")
+    if scores is not None and n and scores.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: scores must be real numbers, got dtype {scores.dtype}")
+    scores = None if scores is None else scores.astype(np.float64)
+    if labels is not None and class_names is not None:
+        known = (lambda c: c in class_names) if isinstance(class_names, dict) else \
+            (lambda c: 0 <= c < len(class_names))
+        missing = [int(c) for c in labels if not known(int(c))]
+        if missing:
+            raise ValueError(f"{name}: label {missing[0]} has no entry in class_names ({len(class_names)} names)")
+    if colors is not None and len(colors) == 0:
+        raise ValueError(f"{name}: colors must hold at least one colour, got an empty list")
     plt = _pyplot()
     from matplotlib.patches import Rectangle
     if ax is None:

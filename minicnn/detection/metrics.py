@@ -105,14 +105,29 @@ def _voc_match(iou, difficult, threshold):
     return tp, ignored
 
 
+def _flags(name, tp):
+    """tp as a bool vector: booleans, or numbers that are all 0 or 1."""
+    want = f"{name}: tp must be a 1-D array of booleans (or of 0 and 1)"
+    try:
+        a = host(tp)
+    except ValueError:
+        raise TypeError(f"{want}, got a ragged sequence") from None
+    if a.dtype.kind not in "biuf" or a.ndim != 1:
+        raise TypeError(f"{want}, got {a.dtype} of shape {a.shape}")
+    if a.dtype.kind != "b" and not np.isin(a, (0, 1)).all():
+        raise ValueError(f"{name}: tp must hold only True/False or 0/1, got {a[~np.isin(a, (0, 1))][0].item()!r}")
+    return a.astype(bool)
+
+
 def average_precision(tp, num_positives, use_07_metric=False):
     """AP of detections sorted by decreasing score, `tp` bool [D] (False: a FP), against `num_positives`.
 
         >>> average_precision([True, False, True], 2)  # precision 1 up to recall 1/2, then 2/3 up to 1
         0.8333333333333333
     """
-    tp = np.asarray(host(tp)).astype(bool).reshape(-1)
-    if not isinstance(num_positives, (int, np.integer)) or num_positives < max(1, int(tp.sum())):
+    tp = _flags("average_precision", tp)
+    if (not isinstance(num_positives, (int, np.integer)) or isinstance(num_positives, bool)
+            or num_positives < max(1, int(tp.sum()))):
         raise ValueError(f"average_precision: num_positives must be an int >= max(1, number of TPs = {tp.sum()}), "
                          f"got {num_positives!r}")
     tp_sum = np.cumsum(tp)
@@ -215,7 +230,10 @@ def coco_map(detections, ground_truths, iou_thresholds=COCO_IOU_THRESHOLDS, max_
     ignored.
     """
     name = "coco_map"
-    thresholds = np.asarray(iou_thresholds, np.float64).reshape(-1)
+    try:
+        thresholds = np.asarray(iou_thresholds, np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        thresholds = np.empty(0)
     if thresholds.size == 0 or not ((thresholds > 0) & (thresholds <= 1)).all():
         raise ValueError(f"{name}: iou_thresholds must be numbers in (0, 1], got {iou_thresholds!r}")
     if not isinstance(max_detections, (int, np.integer)) or max_detections < 1:

@@ -25,6 +25,15 @@ height < 0 in the other formats) and NaN coordinates, with a ValueError naming t
 returns meaningless numbers for them. A box of width 0 is valid (area 0; two such boxes have IoU 0/0 = NaN, as in
 torchvision). box_convert, clip_boxes_to_image and remove_small_boxes take any boxes: they are the tools that
 repair or filter them.
+
+Dtypes, as torchvision's: box_area, box_iou and generalized_box_iou compute float16 boxes in float32 and widen
+8- and 16-bit integers to int32 (its _upcast; uint32 and uint64 go to int64 here), and do it before anything
+else, so that neither a difference nor a product wraps around (an area of uint8 boxes is an int32; an inverted
+uint8 box is refused, not read as a width of 250; torchvision takes the intersections' differences before it
+widens). Integer boxes give float32 IoUs, and float boxes beside integer ones keep their float dtype (float32 with
+int64 gives float32, where NumPy's rules would give float64). box_convert and clip_boxes_to_image keep
+float16; box_convert gives float32 for integer boxes to or from 'cxcywh' (it halves them) and keeps the dtype of
+integer boxes between 'xyxy' and 'xywh' (x + w may wrap around in a narrow dtype, as in torchvision).
 """
 import numbers
 
@@ -41,9 +50,9 @@ _ROTATED = ("xywhr", "cxcywhr", "xyxyxyxy")  # torchvision's rotated formats, wh
 
 # --- checks ------------------------------------------------------------------------------------------------------
 
-def as_boxes(name, boxes, what="boxes", ndim=None):
+def as_boxes(name, boxes, what="boxes", ndim=None, half=False):
     """boxes as a Tensor [..., 4] of a real dtype (a Tensor is returned as it is, graph and all), or [N, 4] when
-    ndim=2; float16 computes in float32, as torchvision's _upcast does."""
+    ndim=2; float16 computes in float32, as torchvision's _upcast does, unless half=True."""
     if not isinstance(boxes, Tensor):
         try:
             boxes = Tensor(boxes)
@@ -55,7 +64,21 @@ def as_boxes(name, boxes, what="boxes", ndim=None):
     if boxes.ndim < 1 or boxes.shape[-1] != 4 or (ndim is not None and boxes.ndim != ndim):
         shape = "[N, 4]" if ndim == 2 else "[..., 4]"
         raise ValueError(f"{name}: expected {what} of shape {shape}, got shape {boxes.shape}")
-    return boxes.float() if boxes.dtype == np.float16 else boxes
+    return boxes.float() if boxes.dtype == np.float16 and not half else boxes
+
+
+WIDE = {1: np.int32, 2: np.int32, 4: np.int64, 8: np.int64}  # the integer dtype each itemsize widens to
+
+
+def widened(name, boxes, what="boxes"):
+    """Integer boxes in a dtype where differences and products of coordinates do not wrap around at once: int8,
+    uint8, int16 and uint16 as int32, uint32 and uint64 as int64 (refused past 2**63 - 1); others as they are."""
+    b = boxes.data
+    if b.dtype.kind not in "iu" or b.dtype in (np.int32, np.int64):
+        return boxes
+    if b.dtype == np.uint64 and b.size and int(b.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: {what} hold a uint64 coordinate above 2**63 - 1 ({int(b.max())})")
+    return boxes.to(dtype=WIDE[b.dtype.itemsize])
 
 
 def _first(bad):
@@ -71,8 +94,7 @@ def check_valid(name, boxes, fmt="xyxy", what="boxes"):
     if b.dtype.kind == "f" and bool(xp.isnan(b).any()):
         first = _first(xp.isnan(b).any(axis=-1))
         raise ValueError(f"{name}: {what} contain NaN: box {first} is {b[first].tolist()}")
-    size = (b[..., 2:] - b[..., :2]) if fmt == "xyxy" else b[..., 2:]
-    bad = (size < 0).any(axis=-1)
+    bad = ((b[..., 2:] < b[..., :2]) if fmt == "xyxy" else (b[..., 2:] < 0)).any(axis=-1)
     if bool(bad.any()):
         first = _first(bad)
         rule = "x1 <= x2 and y1 <= y2" if fmt == "xyxy" else "a width and height >= 0"
@@ -111,7 +133,7 @@ def _corners(b, fmt):
 def box_area(boxes, fmt="xyxy"):
     """Areas of boxes [..., 4] in fmt ('xyxy', 'xywh' or 'cxcywh'): (x2 - x1)(y2 - y1), or w h."""
     check_format("box_area", fmt)
-    boxes = as_boxes("box_area", boxes)
+    boxes = widened("box_area", as_boxes("box_area", boxes))
     check_valid("box_area", boxes, fmt)
     return _corners(boxes, fmt)[2]
 
@@ -120,11 +142,20 @@ def _inter_union(name, boxes1, boxes2, fmt):
     """|A ∩ B| and |A ∪ B| for every pair (A in boxes1 [..., N, 4], B in boxes2 [..., M, 4]): [..., N, M] each;
     also the corners of the pairs, for GIoU's enclosing box."""
     check_format(name, fmt)
-    boxes1, boxes2 = as_boxes(name, boxes1, "boxes1"), as_boxes(name, boxes2, "boxes2")
+    boxes1, boxes2 = (widened(name, as_boxes(name, b, what), what) for b, what in ((boxes1, "boxes1"),
+                                                                                     (boxes2, "boxes2")))
     for b, what in ((boxes1, "boxes1"), (boxes2, "boxes2")):
         if b.ndim < 2:
             raise ValueError(f"{name}: expected {what} of shape [..., N, 4], got shape {b.shape}")
         check_valid(name, b, fmt, what)
+    try:
+        np.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{name}: the leading axes of boxes1 {boxes1.shape} and boxes2 {boxes2.shape} do not "
+                         "broadcast (expected [..., N, 4] and [..., M, 4] with broadcastable '...')") from None
+    if boxes1.dtype.kind != boxes2.dtype.kind and "f" in (boxes1.dtype.kind, boxes2.dtype.kind):
+        dtype = boxes1.dtype if boxes1.dtype.kind == "f" else boxes2.dtype  # PyTorch's rule: the float dtype wins
+        boxes1, boxes2 = boxes1.to(dtype=dtype), boxes2.to(dtype=dtype)
     lo1, hi1, area1 = _corners(boxes1, fmt)
     lo2, hi2, area2 = _corners(boxes2, fmt)
     lo1, hi1, lo2, hi2 = lo1[..., :, None, :], hi1[..., :, None, :], lo2[..., None, :, :], hi2[..., None, :, :]
@@ -166,12 +197,15 @@ def box_convert(boxes, in_fmt, out_fmt):
         'cxcywh'  (cx, cy, w, h):   the centre, the width and the height
 
     with x2 = x1 + w, cx = (x1 + x2) / 2, x1 = cx - w / 2 (and the same for y). Conversions between 'xywh' and
-    'cxcywh' go through 'xyxy', as torchvision's do."""
+    'cxcywh' go through 'xyxy', as torchvision's do. Integer boxes to or from 'cxcywh' give float32 (computed from
+    the coordinates in float32: torchvision's numbers for coordinates below 2**24); float16 stays float16."""
     check_format("box_convert", in_fmt)
     check_format("box_convert", out_fmt)
-    boxes = as_boxes("box_convert", boxes)
+    boxes = as_boxes("box_convert", boxes, half=True)
     if in_fmt == out_fmt:
         return boxes + 0  # a copy in the graph, as torchvision's clone
+    if boxes.dtype.kind in "iu" and "cxcywh" in (in_fmt, out_fmt):
+        boxes = boxes.float()  # as PyTorch's promotion of an integer tensor divided or scaled by a float
     if in_fmt != "xyxy":
         a, b = boxes[..., :2], boxes[..., 2:]
         boxes = cat([a, a + b] if in_fmt == "xywh" else [a - 0.5 * b, a + 0.5 * b], axis=-1)
@@ -182,20 +216,26 @@ def box_convert(boxes, in_fmt, out_fmt):
 
 
 def clip_boxes_to_image(boxes, size):
-    """Boxes [..., 4] (xyxy) clipped to an image of size (height, width): x to [0, width], y to [0, height]."""
-    boxes = as_boxes("clip_boxes_to_image", boxes)
+    """Boxes [..., 4] (xyxy) clipped to an image of size (height, width): x to [0, width], y to [0, height].
+    Boxes keep their dtype (float16 included); a bound past an integer dtype's largest value clips nothing (uint8
+    boxes in a 300 x 300 image: torchvision raises there)."""
+    boxes = as_boxes("clip_boxes_to_image", boxes, half=True)
     if not isinstance(size, (tuple, list)) or len(size) != 2:
         raise ValueError(f"clip_boxes_to_image: size must be (height, width), got {size!r}")
     height, width = (_real("clip_boxes_to_image", "size", v, 0) for v in size)
     if boxes.dtype.kind in "iu" and not all(float(v).is_integer() for v in size):
         boxes = boxes.float()  # a fractional size clips integer boxes in float32, as PyTorch's type promotion does
-    high = xp_of(boxes.data).asarray([width, height, width, height], dtype=boxes.dtype)
+    bounds = [width, height, width, height]
+    if boxes.dtype.kind in "iu":
+        bounds = [min(int(v), int(np.iinfo(boxes.dtype).max)) for v in bounds]
+    with np.errstate(over="ignore"):  # float16: a bound past 65504 is inf, which clips nothing either
+        high = xp_of(boxes.data).asarray(bounds, dtype=boxes.dtype)
     return clamp(boxes, boxes.dtype.type(0), high)
 
 
 def remove_small_boxes(boxes, min_size):
     """int64 indices of the boxes [N, 4] (xyxy) whose width and height are both >= min_size."""
-    boxes = as_boxes("remove_small_boxes", boxes, ndim=2)
+    boxes = widened("remove_small_boxes", as_boxes("remove_small_boxes", boxes, ndim=2))
     min_size = _real("remove_small_boxes", "min_size", min_size)
     b = boxes.data
     keep = ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)

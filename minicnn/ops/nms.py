@@ -16,9 +16,17 @@ which is not stable on large inputs, and its CUDA kernel with an unstable sort t
 order of tied boxes unspecified. Where its order is that of the indices (small inputs, or no ties), the results
 are the same.
 
-batched_nms runs one NMS over the boxes grouped by class, in which a box is compared with the boxes of its own
-class only, not torchvision's coordinate offset (boxes shifted by class * (max coordinate + 1) into disjoint
-regions), whose rounding can move the IoU of a pair across the threshold; without rounding the two agree.
+batched_nms runs NMS over the boxes grouped by class, in which a box is compared with the boxes of its own class
+only. torchvision does that too above 1000 boxes on the CPU (25,000 on the GPU); below, it shifts the boxes by
+class * (max coordinate + 1) into disjoint regions and runs one plain NMS, and the two can differ: the offset's
+rounding can move the IoU of a pair across the threshold, and with a negative iou_threshold a box suppresses even
+the disjoint boxes of other classes there (IoU 0 > threshold), so torchvision keeps one box in all, where minicnn
+keeps the best box of each class (boxes of different classes never suppress each other, at any threshold).
+
+Memory: the fast kernels hold a bitmask of N x ceil(N / 64) 64-bit words for N boxes (N^2 / 8 bytes: 5 GB at
+200,000 boxes), as torchvision's CUDA NMS does. batched_nms makes one at a time, per chunk of whole classes of
+about CHUNK boxes, so its memory follows the largest class rather than the number of boxes (200,000 boxes in 80
+classes: a few tens of megabytes).
 """
 import numbers
 
@@ -28,6 +36,8 @@ from ..autograd import Tensor
 from ..backend import xp_of
 from ..functional._utils import kernels_for
 from .boxes import as_boxes, check_valid
+
+CHUNK = 1 << 13  # batched_nms: classes whose first box falls in one span of CHUNK sorted boxes go to one kernel call
 
 
 def _checked(name, boxes, scores, iou_threshold):
@@ -64,12 +74,23 @@ def _greedy(boxes, scores, labels, iou_threshold):
     else:
         order = by_score[xp.argsort(labels[by_score], kind="stable")]
         grouped = xp.ascontiguousarray(labels[order])
-    kept = order[kernels_for(boxes).nms_keep(xp.ascontiguousarray(boxes[order]), grouped, iou_threshold)]
+    boxes, kernels = xp.ascontiguousarray(boxes[order]), kernels_for(boxes)
     if labels is None:
-        return Tensor(kept)
+        return Tensor(order[kernels.nms_keep(boxes, grouped, iou_threshold)])
+    kept = order[xp.concatenate([lo + kernels.nms_keep(boxes[lo:hi], grouped[lo:hi], iou_threshold)
+                                 for lo, hi in _chunks(grouped)])]
     is_kept = xp.zeros(len(boxes), dtype=bool)
     is_kept[kept] = True
     return Tensor(by_score[is_kept[by_score]])
+
+
+def _chunks(labels):
+    """[lo, hi) spans of the sorted boxes that hold whole classes: the classes whose first box lies in one span of
+    CHUNK boxes go together, so that each bitmask has about CHUNK rows, or the rows of one class larger than that."""
+    xp = xp_of(labels)
+    first = xp.flatnonzero(xp.concatenate([xp.ones(1, dtype=bool), labels[1:] != labels[:-1]]))  # of each class
+    cuts = first[xp.concatenate([xp.ones(1, dtype=bool), first[1:] // CHUNK != first[:-1] // CHUNK])].tolist()
+    return list(zip(cuts, cuts[1:] + [len(labels)]))
 
 
 def nms(boxes, scores, iou_threshold):
@@ -85,7 +106,8 @@ def nms(boxes, scores, iou_threshold):
 
 def batched_nms(boxes, scores, idxs, iou_threshold):
     """NMS per category: boxes (N, 4), scores (N,), idxs (N,) integer categories; boxes of different categories
-    never suppress each other. The int64 indices of the boxes kept, by decreasing score."""
+    never suppress each other, whatever the threshold (torchvision's small inputs differ for a negative one: see
+    the module's docstring). The int64 indices of the boxes kept, by decreasing score."""
     boxes, scores, iou_threshold = _checked("batched_nms", boxes, scores, iou_threshold)
     xp = xp_of(boxes)
     idxs = idxs.data if isinstance(idxs, Tensor) else xp.asarray(idxs)

@@ -36,7 +36,9 @@ to 2 covers two pixels exactly; without it, the older convention is kept for com
 
 The weights are separable, w = wy(y) wx(x), each coming from one coordinate, so roi_align_samples works out per
 axis which two rows (columns) each sample reads and with what weight; the forward pass then sums weight times pixel
-over the samples, and the backward pass hands grad * weight / (GH GW) to the same four pixels.
+over the samples, and the backward pass hands grad * weight / (GH GW) to the same four pixels. (Here every RoI's
+table is as long as the largest grid; roi_align_sample_lists lays the same numbers out RoI by RoI, each with its
+own grid, for the fast kernels, so that one large RoI does not make every RoI's table large.)
 
 With NaN or inf in the input, a sample multiplies them by its weights even where a weight is 0 (0 * inf is NaN),
 as torchvision does; torchvision also reads pixel (0, 0) for every sample outside the image, so for RoIs that
@@ -130,21 +132,25 @@ class Samples(NamedTuple):
     grid: object
 
 
-def _axis_samples(start, end, bins, sampling_ratio, aligned, size, xp, t):
-    """The Samples along one axis of `size` pixels, for RoIs from start to end (K,) cut into `bins` bins."""
+def _axis_grid(start, end, bins, sampling_ratio, aligned, xp, t):
+    """(step, grid) (K,) for RoIs from start to end (K,) cut into `bins` bins: the bin size and the samples per
+    bin (GH or GW)."""
     length = end - start
     if not aligned:
         length = xp.maximum(length, t(1))  # a malformed RoI is treated as 1 pixel
     step = length / t(bins)
     if sampling_ratio > 0:
-        grid = xp.full(length.shape, sampling_ratio, dtype=np.int64)
-    else:
-        grid = xp.ceil(length / t(bins)).astype(np.int64)
-    i = xp.arange(bins, dtype=t)[:, None]
-    a = xp.arange(int(grid.max()) if grid.size else 0, dtype=t)
-    k = (slice(None), None, None)
-    pos = start[k] + i * step[k] + (a + t(0.5)) * step[k] / xp.maximum(grid, 1).astype(t)[k]      # (K, O, G)
-    inside = (pos >= -1) & (pos <= size) & (a < grid[k])
+        return step, xp.full(length.shape, sampling_ratio, dtype=np.int64)
+    return step, xp.ceil(length / t(bins)).astype(np.int64)
+
+
+def _taps(start, step, grid, i, a, size, xp, t, used=None):
+    """(index (2, ...), weight (2, ...)): the pixels before and after sample a of bin i (arrays that broadcast
+    with start, step and grid, in the dtype t) and their bilinear weights, 0 outside [-1, size] or where not used."""
+    pos = start + i * step + (a + t(0.5)) * step / xp.maximum(grid, 1).astype(t)
+    inside = (pos >= -1) & (pos <= size)
+    if used is not None:
+        inside = inside & used
     pos = xp.where(inside & (pos > 0), pos, t(0))  # onto row 0 from above (or anywhere, for a sample that is out)
     low = pos.astype(np.int64)
     last = low >= size - 1
@@ -152,16 +158,92 @@ def _axis_samples(start, end, bins, sampling_ratio, aligned, size, xp, t):
     high = xp.where(last, low, low + 1)
     frac = xp.where(last, t(0), pos - low.astype(t))  # past the last row: moved onto it, weight 1
     weight = xp.stack([xp.where(inside, t(1) - frac, t(0)), xp.where(inside, frac, t(0))])
-    return Samples(xp.where(inside, xp.stack([low, high]), 0), weight, grid)
+    return xp.where(inside, xp.stack([low, high]), 0), weight
+
+
+def _axis_samples(start, end, bins, sampling_ratio, aligned, size, xp, t):
+    """The Samples along one axis of `size` pixels, for RoIs from start to end (K,) cut into `bins` bins."""
+    step, grid = _axis_grid(start, end, bins, sampling_ratio, aligned, xp, t)
+    i = xp.arange(bins, dtype=t)[:, None]
+    a = xp.arange(int(grid.max()) if grid.size else 0, dtype=t)
+    k = (slice(None), None, None)
+    return Samples(*_taps(start[k], step[k], grid[k], i, a, size, xp, t, used=a < grid[k]), grid)
+
+
+def _scaled(rois, spatial_scale, aligned):
+    """The RoIs' corners (x1, y1, x2, y2) on the feature map, in rois' dtype."""
+    t = rois.dtype.type
+    return (rois[:, 1:] * t(spatial_scale) - t(0.5 if aligned else 0)).T
 
 
 def roi_align_samples(rois, spatial_scale, output_size, sampling_ratio, aligned, height, width):
     """(rows, cols, count): the Samples of each axis and each RoI's divisor max(GH GW, 1) (K,), in rois' dtype."""
     xp, t = xp_of(rois), rois.dtype.type
-    x1, y1, x2, y2 = (rois[:, 1:] * t(spatial_scale) - t(0.5 if aligned else 0)).T
+    x1, y1, x2, y2 = _scaled(rois, spatial_scale, aligned)
     rows = _axis_samples(y1, y2, output_size[0], sampling_ratio, aligned, height, xp, t)
     cols = _axis_samples(x1, x2, output_size[1], sampling_ratio, aligned, width, xp, t)
     return rows, cols, xp.maximum(rows.grid * cols.grid, 1).astype(t)
+
+
+def roi_align_grid(rois, spatial_scale, output_size, sampling_ratio, aligned):
+    """(GH, GW) (K,) int64: each RoI's samples per bin along each axis."""
+    xp, t = xp_of(rois), rois.dtype.type
+    x1, y1, x2, y2 = _scaled(rois, spatial_scale, aligned)
+    return (_axis_grid(y1, y2, output_size[0], sampling_ratio, aligned, xp, t)[1],
+            _axis_grid(x1, x2, output_size[1], sampling_ratio, aligned, xp, t)[1])
+
+
+# --- the same samples, RoI by RoI, for the fast kernels ---------------------------------------------------------
+
+class SampleList(NamedTuple):
+    """RoI align's samples along one axis, each RoI with its own grid: the entries of RoI k are offset[k] ..
+    offset[k + 1] - 1 (K + 1,), sample a of bin i at offset[k] + i grid[k] + a; index and weight (2, entries) as in
+    Samples. Where Samples pads every RoI to the largest grid, these take O x grid[k] entries per RoI."""
+    index: object
+    weight: object
+    grid: object
+    offset: object
+
+
+def _axis_list(start, end, bins, sampling_ratio, aligned, size, xp, t):
+    """The SampleList along one axis: entry e of RoI k is sample a = e % grid[k] of bin i = e // grid[k]."""
+    step, grid = _axis_grid(start, end, bins, sampling_ratio, aligned, xp, t)
+    offset = xp.concatenate([xp.zeros(1, dtype=np.int64), xp.cumsum(bins * grid)])
+    entry = xp.arange(int(offset[-1]))
+    k = xp.searchsorted(offset, entry, side="right") - 1  # the RoI of each entry (RoIs without samples skipped)
+    place, g = entry - offset[k], grid[k]
+    index, weight = _taps(start[k], step[k], g, (place // g).astype(t), (place % g).astype(t), size, xp, t)
+    return SampleList(index, weight, grid, offset)
+
+
+def roi_align_sample_lists(rois, spatial_scale, output_size, sampling_ratio, aligned, height, width):
+    """roi_align_samples with each RoI's own grid: (rows, cols, count), rows and cols SampleLists. The same numbers
+    entry for entry, computed in the same order; only the layout differs."""
+    xp, t = xp_of(rois), rois.dtype.type
+    x1, y1, x2, y2 = _scaled(rois, spatial_scale, aligned)
+    rows = _axis_list(y1, y2, output_size[0], sampling_ratio, aligned, height, xp, t)
+    cols = _axis_list(x1, x2, output_size[1], sampling_ratio, aligned, width, xp, t)
+    return rows, cols, xp.maximum(rows.grid * cols.grid, 1).astype(t)
+
+
+def sample_reach(samples, size):
+    """(first, last) (K,): the first and last pixel that each RoI's samples (a SampleList) read with a nonzero
+    weight on their axis (size and -1 for a RoI that reads none), so that the GPU's backward gather skips at once
+    the RoIs that never read a pixel. The keys RoI * (size + 2) + pixel, sorted, leave RoI k's entries at offset[k]
+    .. offset[k + 1] - 1, the smallest first and the largest last."""
+    xp = xp_of(samples.index)
+    k_all = xp.arange(len(samples.grid))
+    start, stop = samples.offset[:-1], samples.offset[1:]
+    if samples.index.shape[1] == 0:
+        return xp.full(len(k_all), size, dtype=np.int64), xp.full(len(k_all), -1, dtype=np.int64)
+    read = samples.weight > 0
+    k = xp.searchsorted(samples.offset, xp.arange(samples.index.shape[1]), side="right") - 1
+    lows = xp.sort(k * (size + 2) + xp.where(read, samples.index, size).min(axis=0))
+    highs = xp.sort(k * (size + 2) + xp.where(read, samples.index, -1).max(axis=0) + 1)
+    last_entry = samples.index.shape[1] - 1
+    first = lows[xp.minimum(start, last_entry)] - k_all * (size + 2)
+    last = highs[xp.clip(stop - 1, 0, last_entry)] - k_all * (size + 2) - 1
+    return xp.where(stop > start, first, size), xp.where(stop > start, last, -1)
 
 
 def _corners(rows, cols, a, b):
