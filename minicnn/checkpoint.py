@@ -121,7 +121,7 @@ def load_run(path, settings, resume=False):
         require(info, ["optimizer", "scheduler"], path)
         require(info["optimizer"], ["param_groups", "scalars"], path, "optimizer/")
         require(info["scheduler"], ["last_epoch", "base_lrs"], path, "scheduler/")
-        require(meta["running"], ["loss", "correct", "seen", "seconds"], path, "meta/running/")
+        require(meta["running"], ["loss", "seen", "seconds"], path, "meta/running/")
         for name in ("epoch", "step"):
             if not isinstance(meta[name], int) or meta[name] < 0:
                 raise CheckpointError(f"{path}: meta/{name} is {meta[name]!r}, not a count")

@@ -1,11 +1,25 @@
-"""`python -m minicnn.evaluate DIR/last.npz`: the test accuracy of a checkpoint written by minicnn.train.
+"""`python -m minicnn.evaluate DIR/last.npz`: how well a checkpoint written by minicnn.train does on its test set:
+a classifier's test accuracy; a detector's mAP@0.5 (PASCAL VOC), mAP@[.5:.95] (COCO) and images per second.
 
 A missing, damaged or incomplete checkpoint, one holding non-finite weights, missing data or an unavailable device
 is one line on stderr, `error: ...`, and exit code 2."""
 import sys
 
-from . import checkpoint, data
-from .train import SETTINGS, ArgumentParser, CLIError, build, check_device, evaluate, transforms_for
+from . import detection
+from .tasks import Detection, detect_all
+from .train import ArgumentParser, one_line_errors, restore
+
+
+def _report(task, model, test_set, cfg):
+    """The lines to print: the test accuracy, or the detector's mAPs and speed."""
+    if not isinstance(task, Detection):
+        return [task.final_line(task.evaluate(model, test_set, cfg))]
+    detect_all(model, [test_set[i] for i in range(min(2, len(test_set)))], cfg["device"])  # compiles, warms up
+    found, truth, seconds = detect_all(model, test_set, cfg["device"])
+    voc, coco = detection.evaluate(found, truth), detection.coco_map(found, truth)
+    return [f"test mAP@0.5: {voc['mAP']:.4f}", f"test mAP@[.5:.95]: {coco['mAP']:.4f}",
+            f"inference: {len(test_set) / seconds:.1f} images/s ({len(test_set)} images, batches of up to "
+            f"100, {cfg['device']})"]
 
 
 def main(argv=None):
@@ -18,22 +32,13 @@ def main(argv=None):
         args = p.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already reported in one line
         return e.code
-    try:
-        check_device(args.device)
-        info, cfg, model_sd, _ = checkpoint.load_run(args.checkpoint, SETTINGS)
-        cfg.update(device=args.device, data_dir=args.data_dir or cfg["data_dir"])
-        train_set, test_set = data.load_dataset(cfg["dataset"], cfg["data_dir"], seed=cfg["seed"])
-        model = build(cfg, train_set)
-        checkpoint.load_weights(model, model_sd, args.checkpoint)
-        acc = evaluate(model, test_set, transforms_for(cfg, False), args.device)
-    except (CLIError, checkpoint.CheckpointError, data.DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # the file system refused
-        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{cfg['model']} on {cfg['dataset']}, epoch {info['meta']['epoch']}: test accuracy: {acc:.4f}")
-    return 0
+
+    def body():
+        info, cfg, task, _, test_set, model = restore(args.checkpoint, args.device, args.data_dir)
+        lines = _report(task, model, test_set, cfg)
+        print(f"{cfg['model']} on {cfg['dataset']}, epoch {info['meta']['epoch']}: " + "; ".join(lines))
+        return 0
+    return one_line_errors(body)
 
 
 if __name__ == "__main__":

@@ -27,18 +27,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import minicnn as mc
-
 from . import backend, checkpoint, data, models, optim
-from .functional import cross_entropy
+from .tasks import check_dataset, task_for
 
 # Per-model defaults; a flag given on the command line wins. LeNet-5's reach 99% on MNIST in a few minutes.
 DEFAULTS = {
     "lenet5": dict(dataset="mnist", epochs=8, batch_size=64, lr=0.05, optimizer="nesterov", weight_decay=5e-4),
 }
 GENERIC = dict(dataset="cifar10", epochs=30, batch_size=128, lr=0.1, optimizer="nesterov", weight_decay=5e-4)
-NORMALISE = {"mnist": ((0.1307,), (0.3081,)), "fashion-mnist": ((0.2860,), (0.3530,)),
-             "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), "synthetic": ((0.5,), (0.25,))}
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 # The settings a resumed run takes from its checkpoint; giving one of them with another value is an error.
 FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "seed", "limit")
@@ -83,7 +79,8 @@ def parse_args(argv=None):
     p = ArgumentParser(prog="python -m minicnn.train", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a model of the zoo (python -c 'import minicnn; print(minicnn.models.list_models())')")
-    p.add_argument("--dataset", choices=data.DATASETS)
+    p.add_argument("--dataset", choices=data.DATASETS + tuple(data.DETECTION_DATASETS),
+                   help="for the detectors (yolo_v1, fasterrcnn): digits-detection or shapes-detection")
     p.add_argument("--data-dir", help="where CIFAR-10 (or another copy of Fashion-MNIST) lies")
     p.add_argument("--epochs", type=POSITIVE_INT, help="with --resume: the new total, at least the epochs done")
     p.add_argument("--batch-size", type=POSITIVE_INT)
@@ -177,44 +174,18 @@ def make_optimizer(params, cfg):
     return optim.Adam(params, lr=lr, weight_decay=wd)
 
 
-def train_step(model, opt, x, y, label_smoothing=0.0):
-    """One optimisation step on a batch already on the model's device; returns the loss and the logits."""
-    logits = model(x)
-    loss = cross_entropy(logits, y, label_smoothing=label_smoothing)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return loss, logits
-
-
-@mc.no_grad()
-def evaluate(model, dataset, transform, device, batch_size=500):
-    """Accuracy of `model` on a Dataset."""
-    model.eval()
-    correct = 0
-    for x, y in data.DataLoader(dataset, batch_size, transform=transform).batches():
-        logits = model(mc.tensor(x, device=device))
-        correct += int((logits.data.argmax(axis=1) == backend.to_device(y, device)).sum())
-    model.train()
-    return correct / len(dataset)
-
-
-def _plot(history, path):
-    """Write curves.png atomically; False when matplotlib is missing."""
+def _plot(task, history, path):
+    """Write curves.png atomically (the training loss, and the task's test metric); False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    epochs = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(epochs, [h["train_loss"] for h in history], "o-")
+    a.plot([h["epoch"] for h in history], [h["train_loss"] for h in history], "o-")
     a.set(xlabel="epoch", ylabel="training loss", title="loss")
-    b.plot(epochs, [h["train_acc"] for h in history], "o-", label="train")
-    b.plot(epochs, [h["test_acc"] for h in history], "s-", label="test")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    b.legend()
+    task.plot(b, history)
     fig.tight_layout()
     try:
         checkpoint.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
@@ -223,10 +194,10 @@ def _plot(history, path):
     return True
 
 
-def _write_metrics(history, path):
-    """Write metrics.csv atomically."""
+def _write_metrics(task, history, path):
+    """Write metrics.csv atomically: the epoch, the task's columns, the learning rate and the seconds."""
     text = io.StringIO(newline="")
-    w = csv.DictWriter(text, fieldnames=["epoch", "train_loss", "train_acc", "test_acc", "lr", "seconds"])
+    w = csv.DictWriter(text, fieldnames=["epoch", *task.columns, "lr", "seconds"])
     w.writeheader()
     w.writerows(history)
     checkpoint.atomic_write(path, lambda f: f.write(text.getvalue().encode()))
@@ -242,20 +213,6 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-
-
-def build(cfg, train_set):
-    mc.manual_seed(cfg["seed"])
-    model = models.create(cfg["model"], num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
-    return model.to(cfg["device"])
-
-
-def transforms_for(cfg, train):
-    mean, std = NORMALISE[cfg["dataset"]]
-    steps = [data.Normalize(mean, std)]
-    if train and cfg["dataset"] == "cifar10":
-        steps = [data.RandomCrop(32, 4), data.RandomHorizontalFlip()] + steps
-    return data.Compose(steps)
 
 
 def _writing(path, write):
@@ -302,15 +259,14 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
     """The training loop of run(), writing into `out`; resumes from `info` and the arrays when they are given."""
     global _kernels_warm
     ckpt_path = out / "last.npz"
-    train_set, test_set = data.load_dataset(cfg["dataset"], cfg["data_dir"], seed=cfg["seed"])
-    train_set = train_set.subset(cfg["limit"])
-    model = build(cfg, train_set)
+    task = task_for(name)
+    check_dataset(task, cfg["dataset"], name)
+    train_set, test_set = task.datasets(cfg)
+    model = task.build(cfg, train_set)
     opt = make_optimizer(model.parameters(), cfg)
     sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
-    loader = data.DataLoader(train_set, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
-                             transform=transforms_for(cfg, True))
-    test_tf = transforms_for(cfg, False)
-    epoch, step, history, running = 0, 0, [], dict(loss=0.0, correct=0, seen=0, seconds=0.0)
+    loader = task.loader(cfg, train_set)
+    epoch, step, history, running = 0, 0, [], task.running()
     if info is not None:
         meta = info["meta"]
         if meta["step"] > len(loader):
@@ -340,13 +296,11 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
             with tqdm(total=len(loader), initial=step, desc=desc, unit="batch", disable=args.no_progress,
                       leave=False, dynamic_ncols=True, mininterval=0.5) as bar:
                 t0 = time.perf_counter()
-                for x, y in loader.batches(start=step):
+                for batch in loader.batches(start=step):
                     first = not _kernels_warm and not bar.disable
                     if first:  # Numba compiles the kernels on their first call: say so, keep it out of the ETA
                         bar.set_description("compiling kernels (first run only)")
-                    xb, yb = mc.tensor(x, device=cfg["device"]), mc.tensor(y, device=cfg["device"])
-                    loss, logits = train_step(model, opt, xb, yb, cfg["label_smoothing"])
-                    value = loss.item()
+                    value = task.step(model, opt, batch, cfg, running)
                     _kernels_warm = True
                     if first:
                         bar.set_description(desc, refresh=False)
@@ -360,13 +314,9 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
                               f"stopping ({kept}). Try a smaller --lr.", file=sys.stderr)
                         return 1
                     step += 1
-                    running["loss"] += value * len(y)
-                    running["correct"] += int((logits.data.argmax(axis=1) == yb.data).sum())
-                    running["seen"] += len(y)
                     elapsed = running["seconds"] + time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{running['loss'] / running['seen']:.4f}",
-                                    acc=f"{running['correct'] / running['seen']:.4f}",
-                                    img_s=f"{running['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
+                    bar.set_postfix(**task.postfix(running), img_s=f"{running['seen'] / max(elapsed, 1e-9):.0f}",
+                                    refresh=False)
                     bar.update(1)
                     if stop.requested:
                         running["seconds"] = elapsed
@@ -376,25 +326,46 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
                               f"python -m minicnn.train {name} --resume {ckpt_path}")
                         return 130
             seconds = running["seconds"] + time.perf_counter() - t0
-            test_acc = evaluate(model, test_set, test_tf, cfg["device"])
-            row = dict(epoch=epoch + 1, train_loss=round(running["loss"] / running["seen"], 6),
-                       train_acc=round(running["correct"] / running["seen"], 6), test_acc=round(test_acc, 6),
+            row = dict(epoch=epoch + 1, **task.train_figures(running), **task.evaluate(model, test_set, cfg),
                        lr=opt.param_groups[0]["lr"], seconds=round(seconds, 2))
             history.append(row)
-            print(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, train acc {row['train_acc']:.4f}, "
-                  f"test acc {test_acc:.4f} ({seconds:.1f} s)", flush=True)
+            print(f"epoch {epoch + 1}: {task.epoch_line(row)} ({seconds:.1f} s)", flush=True)
             sched.step()
-            epoch, step, running = epoch + 1, 0, dict(loss=0.0, correct=0, seen=0, seconds=0.0)
+            epoch, step, running = epoch + 1, 0, task.running()
             save(epoch, step)
-            _writing(out / "metrics.csv", lambda: _write_metrics(history, out / "metrics.csv"))
-            plotted = _writing(out / "curves.png", lambda: _plot(history, out / "curves.png"))
+            _writing(out / "metrics.csv", lambda: _write_metrics(task, history, out / "metrics.csv"))
+            plotted = _writing(out / "curves.png", lambda: _plot(task, history, out / "curves.png"))
             if not plotted and epoch == 1:
                 print("matplotlib is not installed: no curves.png (pip install minicnn[plot])")
     finally:
         signal.signal(signal.SIGINT, previous)
-    final = history[-1]["test_acc"] if history else evaluate(model, test_set, test_tf, cfg["device"])
-    print(f"test accuracy: {final:.4f}")
+    print(task.final_line(history[-1] if history else task.evaluate(model, test_set, cfg)))
     return 0
+
+
+def one_line_errors(body):
+    """body()'s exit code, or 2 with its error as one line on stderr (`error: ...`): the CLIs' errors (a bad
+    setting, checkpoint or data file; a file system that refuses)."""
+    try:
+        return body()
+    except (CLIError, checkpoint.CheckpointError, data.DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:  # the file system refused: a path that is a file, a directory that is not writable...
+        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def restore(path, device, data_dir=None):
+    """A run's checkpoint, for evaluate and detect: (info, settings, task, train set, test set, model with the
+    checkpoint's weights on `device`)."""
+    check_device(device)
+    info, cfg, model_sd, _ = checkpoint.load_run(path, SETTINGS)
+    cfg.update(device=device, data_dir=data_dir or cfg["data_dir"])
+    task = task_for(cfg["model"])
+    train_set, test_set = task.datasets(cfg)
+    model = task.build(cfg, train_set)
+    checkpoint.load_weights(model, model_sd, path)
+    return info, cfg, task, train_set, test_set, model
 
 
 def main(argv=None):
@@ -403,13 +374,7 @@ def main(argv=None):
         args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already reported in one line
         return e.code
-    try:
-        return run(args)
-    except (CLIError, checkpoint.CheckpointError, data.DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-    except OSError as e:  # the file system refused: a path that is a file, a directory that is not writable...
-        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
-    return 2
+    return one_line_errors(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ def test_training_step_makes_no_host_copies():
     cupyx = pytest.importorskip("cupyx")
     if not hasattr(cupyx, "allow_synchronize"):
         pytest.skip("this CuPy has no allow_synchronize guard")
-    from minicnn.train import train_step
+    from minicnn.tasks import train_step
     mc.manual_seed(0)
     model = mc.models.lenet5().to("cuda")
     opt = mc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import minicnn
-from minicnn import checkpoint, evaluate, train
+from minicnn import checkpoint, evaluate, tasks, train
 
 QUICK = ["--dataset", "synthetic", "--limit", "256", "--batch-size", "32", "--no-progress", "--lr", "0.05"]
 
@@ -55,13 +55,13 @@ def test_resume_is_bit_identical(tmp_path):
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     assert train.main(["lenet", *QUICK, "--epochs", "1", "--out", str(tmp_path)]) == 0
     good = (tmp_path / "last.npz").read_bytes()
-    real_step, calls = train.train_step, []
+    real_step, calls = tasks.train_step, []
 
     def exploding_step(*args, **kw):
         loss, logits = real_step(*args, **kw)
         calls.append(1)
         return (loss * float("nan") if len(calls) > 2 else loss), logits
-    monkeypatch.setattr(train, "train_step", exploding_step)
+    monkeypatch.setattr(tasks, "train_step", exploding_step)
     code = train.main(["lenet", "--resume", str(tmp_path / "last.npz"), "--epochs", "2", "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err

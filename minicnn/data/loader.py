@@ -1,14 +1,24 @@
 """DataLoader: batches from a Dataset, shuffled by a generator seeded with (seed, epoch), so that the order and
-the augmentations of an epoch are the same whether a run was resumed or not."""
+the augmentations of an epoch are the same whether a run was resumed or not.
+
+A Dataset of arrays (`images`, `labels`: minicnn.data.Dataset) is sliced a batch at a time; any other data set
+(`len(ds)` and `ds[i]`, as the detection data sets) is read item by item and each batch put together by
+`collate_fn` (PyTorch's DataLoader argument; minicnn.data.detection_collate for images with boxes)."""
 import numpy as np
 
 
 class DataLoader:
-    def __init__(self, dataset, batch_size, shuffle=False, seed=0, drop_last=False, transform=None):
+    def __init__(self, dataset, batch_size, shuffle=False, seed=0, drop_last=False, transform=None, collate_fn=None):
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be an int >= 1, got {batch_size!r}")
+        if not hasattr(dataset, "images") and collate_fn is None:
+            raise ValueError(f"DataLoader: a {type(dataset).__name__} is read item by item and needs a collate_fn "
+                             "(minicnn.data.detection_collate for detection data sets)")
+        if collate_fn is not None and transform is not None:
+            raise ValueError("DataLoader: transform applies to array data sets; with a collate_fn, transform the "
+                             "items in the data set or the collate_fn")
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
-        self.seed, self.drop_last, self.transform = seed, drop_last, transform
+        self.seed, self.drop_last, self.transform, self.collate_fn = seed, drop_last, transform, collate_fn
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -19,12 +29,17 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batches(self, start=0):
-        """Yield (images, labels) NumPy batches of this epoch, skipping the first `start` batches."""
+        """Yield (images, labels) NumPy batches of this epoch (collate_fn's batches with one), skipping the first
+        `start` batches."""
         n = len(self.dataset)
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.collate_fn is not None:
+                if b >= start:
+                    yield self.collate_fn([self.dataset[int(i)] for i in idx])
+                continue
             x = self.dataset.images[idx]
             if self.transform is not None:
                 x = self.transform(x, rng)  # drawn in batch order, so skipped batches still advance rng

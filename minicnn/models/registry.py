@@ -1,11 +1,14 @@
-"""The model registry: `create(name, num_classes=1000, **kw)` and `list_models()`."""
+"""The model registry: `create(name, num_classes=1000, **kw)`, `list_models()`, and each model's task
+("classification", or "detection" for the detectors, which take boxes and return them)."""
 _MODELS = {}
 _ALIASES = {}
+_TASKS = {}
 
 
-def register(name, *aliases):
+def register(name, *aliases, task="classification"):
     def deco(fn):
         _MODELS[name] = fn
+        _TASKS[name] = task
         for a in aliases:
             _ALIASES[a] = name
         return fn
@@ -22,6 +25,11 @@ def canonical_name(name):
 
 def list_models():
     return sorted(_MODELS)
+
+
+def task_of(name):
+    """"classification" or "detection": what the model (a name or alias) is trained for."""
+    return _TASKS[canonical_name(name)]
 
 
 def create(name, num_classes=1000, **kw):
