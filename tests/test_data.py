@@ -285,6 +285,23 @@ def test_loader_order_depends_on_seed_and_epoch_only():
     assert sum(len(y) for _, y in data.DataLoader(ds, 8)) == 50
 
 
+def test_loader_collates_item_data_sets():
+    """A data set read item by item (the detection ones) goes through collate_fn, in the same (seed, epoch) order,
+    resumable mid-epoch; without a collate_fn it is refused, as is a transform next to one."""
+    ds = data.ShapeDetection(train=True, length=10)
+    loader = data.DataLoader(ds, 4, shuffle=True, seed=3, collate_fn=data.detection_collate)
+    full = list(loader.batches())
+    assert [len(t) for _, t in full] == [4, 4, 2] and full[0][0].shape == (4, 1, 64, 64)
+    order = np.random.default_rng([3, 0]).permutation(10)
+    np.testing.assert_array_equal(full[0][1][1]["boxes"], ds[int(order[1])][1]["boxes"])
+    for (x1, _), (x2, _) in zip(full[1:], loader.batches(start=1)):
+        np.testing.assert_array_equal(x1, x2)
+    with pytest.raises(ValueError, match="needs a collate_fn"):
+        data.DataLoader(ds, 4)
+    with pytest.raises(ValueError, match="transform applies to array data sets"):
+        data.DataLoader(ds, 4, collate_fn=data.detection_collate, transform=data.Normalize((0.5,), (0.5,)))
+
+
 def test_transforms():
     x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
     rng = np.random.default_rng(0)
