@@ -33,6 +33,11 @@ from .tasks import check_dataset, task_for
 # Per-model defaults; a flag given on the command line wins. LeNet-5's reach 99% on MNIST in a few minutes.
 DEFAULTS = {
     "lenet5": dict(dataset="mnist", epochs=8, batch_size=64, lr=0.05, optimizer="nesterov", weight_decay=5e-4),
+    # the detectors: 8,000 digit canvases an epoch (--limit), Adam
+    "yolo_v1": dict(dataset="digits-detection", epochs=3, batch_size=16, lr=2e-3, optimizer="adam", weight_decay=0.0,
+                    limit=8000),
+    "fasterrcnn": dict(dataset="digits-detection", epochs=3, batch_size=16, lr=1e-3, optimizer="adam",
+                       weight_decay=0.0, limit=8000),
 }
 GENERIC = dict(dataset="cifar10", epochs=30, batch_size=128, lr=0.1, optimizer="nesterov", weight_decay=5e-4)
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
@@ -101,7 +106,7 @@ def parse_args(argv=None):
 
 def settings(args, name):
     """The run's settings: command-line values over the model's defaults."""
-    out = dict(DEFAULTS.get(name, GENERIC), label_smoothing=0.0, seed=0, limit=None)
+    out = dict(dict(label_smoothing=0.0, seed=0, limit=None), **DEFAULTS.get(name, GENERIC))
     for key in ("epochs",) + FIXED_ON_RESUME:
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)

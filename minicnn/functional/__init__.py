@@ -6,7 +6,7 @@ from .clamp import clamp, maximum, minimum
 from .conv import conv2d
 from .dropout import dropout
 from .linear import linear
-from .loss import cross_entropy, hinge_loss, mse_loss
+from .loss import binary_cross_entropy_with_logits, cross_entropy, hinge_loss, mse_loss, smooth_l1_loss
 from .math import add, argmax, div, exp, log, matmul, max, mean, mul, neg, pow, sqrt, sub, sum, unbroadcast
 from .norm import batch_norm, local_response_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
