@@ -9,7 +9,10 @@ The paper's network is 24 convolutions (a Darknet trunk pretrained on ImageNet) 
                  the trunk's receptive field (with the default widths more than the whole 96 x 96 canvas), and the
                  model takes any image size that is a multiple of the stride
     head="fc"    the paper's form: flatten, a linear layer of `hidden` units, leaky ReLU (slope 0.1, the paper's),
-                 dropout 0.5, a linear layer to S_h S_w (5 B + C); fixed to image_size
+                 dropout 0.5, a linear layer to S_h S_w (5 B + C); fixed to image_size. It learns far more slowly
+                 from scratch: every cell has output weights of its own, trained only by the objects centred in
+                 that cell, where the conv head shares one predictor among all cells (the paper's trunk was
+                 pretrained on ImageNet). On DigitDetection it stays near chance after the conv head's recipe.
 
 The loss, the targets and the decoding are minicnn.detection.yolo's (its docstring holds the formulas). As in
 torchvision's detection models, a model in training mode called as model(images, targets) returns the dict of the
