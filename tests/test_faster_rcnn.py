@@ -228,6 +228,7 @@ def shapes_batch(n=2, empty=()):
 def test_zoo_entry_train_and_eval():
     model = models.create("faster_rcnn", num_classes=3, widths=(4, 8, 8), representation_size=16)
     assert isinstance(model, models.FasterRCNN) and "fasterrcnn" in models.list_models()
+    assert models.task_of("faster_rcnn") == "detection"
     images, targets = shapes_batch(2)
     losses = model(images, targets)
     assert sorted(losses) == ["loss_box_reg", "loss_classifier", "loss_objectness", "loss_rpn_box_reg"]
