@@ -141,7 +141,7 @@ class Detection:
     test_metric = "test_map50"
 
     def datasets(self, cfg):
-        return data.load_detection_dataset(cfg["dataset"], seed=cfg["seed"], limit=cfg["limit"])
+        return data.load_detection_dataset(cfg["dataset"], seed=cfg["seed"])
 
     def build(self, cfg, train_set):
         mc.manual_seed(cfg["seed"])
@@ -150,8 +150,10 @@ class Detection:
         return model.to(cfg["device"])
 
     def loader(self, cfg, train_set):
+        """Batches of canvases; with --limit N an epoch is N fresh canvases (epoch e: canvases e N to (e + 1) N - 1)."""
+        size = None if cfg["limit"] is None else min(cfg["limit"], len(train_set))
         return data.DataLoader(train_set, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
-                               collate_fn=data.detection_collate)
+                               collate_fn=data.detection_collate, epoch_size=size)
 
     def running(self):
         return dict(loss=0.0, seen=0, seconds=0.0)

@@ -33,7 +33,7 @@ from .tasks import check_dataset, task_for
 # Per-model defaults; a flag given on the command line wins. LeNet-5's reach 99% on MNIST in a few minutes.
 DEFAULTS = {
     "lenet5": dict(dataset="mnist", epochs=8, batch_size=64, lr=0.05, optimizer="nesterov", weight_decay=5e-4),
-    # the detectors: 8,000 digit canvases an epoch (--limit), Adam
+    # the detectors: 8,000 fresh digit canvases an epoch (--limit), Adam
     "yolo_v1": dict(dataset="digits-detection", epochs=3, batch_size=16, lr=2e-3, optimizer="adam", weight_decay=0.0,
                     limit=8000),
     "fasterrcnn": dict(dataset="digits-detection", epochs=3, batch_size=16, lr=1e-3, optimizer="adam",
@@ -99,7 +99,8 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="allow --out to be a directory that holds a run")
     p.add_argument("--resume", help="a checkpoint (DIR/last.npz) to continue, in DIR, with its settings; "
                    "flags that differ from them are refused (only --epochs may extend the run)")
-    p.add_argument("--limit", type=POSITIVE_INT, help="train on the first N training images")
+    p.add_argument("--limit", type=POSITIVE_INT, help="train on the first N training images (detectors: on N fresh "
+                   "canvases each epoch)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     return p.parse_args(argv)
 

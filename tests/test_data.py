@@ -302,6 +302,26 @@ def test_loader_collates_item_data_sets():
         data.DataLoader(ds, 4, collate_fn=data.detection_collate, transform=data.Normalize((0.5,), (0.5,)))
 
 
+
+def test_loader_epoch_size_reads_a_fresh_window_each_epoch():
+    """epoch_size N: epoch e reads items e N ... (e + 1) N - 1 of the data set (wrapping around), shuffled, each
+    once; the same window and order for a loader made anew (a resumed run); a bad size is refused."""
+    ds = data.Dataset(np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10), 10, "ten")
+    loader = data.DataLoader(ds, 2, shuffle=True, seed=5, epoch_size=4)
+    assert len(loader) == 2
+    seen = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        seen.append(sorted(int(i) for _, y in loader for i in y))
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 8, 9]]
+    again = data.DataLoader(ds, 2, shuffle=True, seed=5, epoch_size=4)
+    again.set_epoch(2)
+    loader.set_epoch(2)
+    assert [y.tolist() for _, y in again] == [y.tolist() for _, y in loader]
+    for bad in (0, 11, 2.5, True):
+        with pytest.raises(ValueError, match="DataLoader: epoch_size"):
+            data.DataLoader(ds, 2, epoch_size=bad)
+
 def test_transforms():
     x = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from minicnn import detect, evaluate, train
+from minicnn import detect, evaluate, tasks, train
 
 QUICK = ["--dataset", "shapes-detection", "--limit", "32", "--batch-size", "16", "--no-progress"]
 
@@ -19,6 +19,24 @@ def run_dir(request, tmp_path_factory):
     assert train.main([request.param, *QUICK, "--epochs", "1", "--out", str(out)]) == 0
     return request.param, out
 
+
+
+def test_limit_draws_fresh_canvases_each_epoch():
+    """--limit N with a detector: each epoch trains on N canvases it has not seen (epoch e: canvases e N ... (e + 1)
+    N - 1 of the whole training split), not the same N again."""
+    task = tasks.Detection()
+    cfg = dict(dataset="shapes-detection", seed=0, limit=32, batch_size=16)
+    train_set, _ = task.datasets(cfg)
+    assert len(train_set) == 5000
+    loader = task.loader(cfg, train_set)
+    assert len(loader) == 2
+    images = []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        images.append(np.concatenate([x for x, _ in loader]))
+    drawn = lambda idx: np.stack([train_set[i][0] for i in idx])  # noqa: E731
+    for epoch, got in enumerate(images):  # the same canvases, in the loader's shuffled order
+        assert sorted(map(bytes, got)) == sorted(map(bytes, drawn(range(32 * epoch, 32 * (epoch + 1)))))
 
 def test_training_writes_map_per_epoch(run_dir, capsys):
     name, out = run_dir

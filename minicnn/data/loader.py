@@ -3,14 +3,23 @@ the augmentations of an epoch are the same whether a run was resumed or not.
 
 A Dataset of arrays (`images`, `labels`: minicnn.data.Dataset) is sliced a batch at a time; any other data set
 (`len(ds)` and `ds[i]`, as the detection data sets) is read item by item and each batch put together by
-`collate_fn` (PyTorch's DataLoader argument; minicnn.data.detection_collate for images with boxes)."""
+`collate_fn` (PyTorch's DataLoader argument; minicnn.data.detection_collate for images with boxes).
+
+`epoch_size` N makes an epoch a window of N items of a large data set (the generated detection canvases): epoch e
+reads items e N to (e + 1) N - 1, wrapping around at the end, shuffled among themselves; so every epoch sees fresh
+items, and a resumed run the same ones as a run that never stopped."""
 import numpy as np
 
 
 class DataLoader:
-    def __init__(self, dataset, batch_size, shuffle=False, seed=0, drop_last=False, transform=None, collate_fn=None):
+    def __init__(self, dataset, batch_size, shuffle=False, seed=0, drop_last=False, transform=None, collate_fn=None,
+                 epoch_size=None):
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be an int >= 1, got {batch_size!r}")
+        if epoch_size is not None and (not isinstance(epoch_size, (int, np.integer)) or isinstance(epoch_size, bool)
+                                       or not 1 <= epoch_size <= len(dataset)):
+            raise ValueError(f"DataLoader: epoch_size must be None or an int in [1, {len(dataset)}] (the data set's "
+                             f"length), got {epoch_size!r}")
         if not hasattr(dataset, "images") and collate_fn is None:
             raise ValueError(f"DataLoader: a {type(dataset).__name__} is read item by item and needs a collate_fn "
                              "(minicnn.data.detection_collate for detection data sets)")
@@ -19,21 +28,25 @@ class DataLoader:
                              "items in the data set or the collate_fn")
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.drop_last, self.transform, self.collate_fn = seed, drop_last, transform, collate_fn
+        self.epoch_size = None if epoch_size is None else int(epoch_size)
         self.epoch = 0
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.epoch_size is None else self.epoch_size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batches(self, start=0):
         """Yield (images, labels) NumPy batches of this epoch (collate_fn's batches with one), skipping the first
         `start` batches."""
-        n = len(self.dataset)
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.epoch_size is None:
+            order = np.arange(len(self.dataset))
+        else:
+            order = (self.epoch * self.epoch_size + np.arange(self.epoch_size)) % len(self.dataset)
+        order = rng.permutation(order) if self.shuffle else order
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.collate_fn is not None:
