@@ -1,6 +1,6 @@
 """minicnn: a from-scratch deep-learning engine for convolutional networks on NumPy (CPU) and CuPy (GPU)."""
 from . import _process  # noqa: F401  (first: thread and malloc settings, before Numba loads OpenMP)
-from . import data, detection, functional, init, models, nn, ops, optim, reference
+from . import data, detection, functional, init, models, nn, ops, optim, reference, viz
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor
 from .backend import Device, cuda, kernels_mode, manual_seed, use_kernels
 from .functional import cat, conv_output_size, stack

@@ -16,6 +16,7 @@ from . import backend
 
 _F = None  # minicnn.functional, bound by its __init__ (the ops sit above this module in the layering)
 _grad_enabled = True
+_record_hook = None  # minicnn.viz.recording: a callable given every Function that joins a graph (None: not recording)
 
 
 def _bind_functional(module):
@@ -318,6 +319,8 @@ class Function:
         if _grad_enabled and any(t.requires_grad for t in tensors):
             fn.inputs = tensors
             fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            if _record_hook is not None:
+                _record_hook(fn)
             result = Tensor(out, _ctx=fn)
             result.requires_grad = True
             return result

@@ -18,12 +18,25 @@ class Parameter(Tensor):
         return "Parameter(" + super().__repr__() + ")"
 
 
+class _HookHandle:
+    """What register_forward_hook and register_forward_pre_hook return: remove() detaches the hook (once is enough,
+    twice is harmless)."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._key = hooks, object()
+        hooks[self._key] = hook
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+
 class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", {})
         object.__setattr__(self, "_forward_hooks", {})
 
     # --- registration ----------------------------------------------------------------------------------------------
@@ -193,6 +206,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
     def __call__(self, *args, **kwargs):
+        for hook in list(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, out)
@@ -200,16 +217,15 @@ class Module:
                 out = result
         return out
 
+    def register_forward_pre_hook(self, hook):
+        """Call hook(module, args) before every forward (args: the positional arguments, a tuple); a result other
+        than None replaces them (a tuple, or one value that becomes a 1-tuple). Returns a handle whose remove()
+        detaches the hook."""
+        return _HookHandle(self._forward_pre_hooks, hook)
+
     def register_forward_hook(self, hook):
         """Call hook(module, inputs, output) after every forward; returns a handle whose remove() detaches it."""
-        key = object()
-        self._forward_hooks[key] = hook
-        hooks = self._forward_hooks
-
-        class Handle:
-            def remove(self):
-                hooks.pop(key, None)
-        return Handle()
+        return _HookHandle(self._forward_hooks, hook)
 
     def extra_repr(self):
         return ""
