@@ -6,15 +6,19 @@ from pathlib import Path
 
 def atomic_write(path, write):
     """Call `write(f)` on a binary file under a unique temporary name in `path`'s directory, flush it to disk and
-    rename it to `path`. On any error the temporary file is removed, `path` is left as it was, and the error
+    rename it to `path`, readable as any file the user creates (mode 0o666 less the umask, not mkstemp's 0o600).
+    On any error the temporary file is removed, `path` is left as it was, and the error
     propagates (an OSError for a full disk or an unwritable directory)."""
     path = Path(path)
+    umask = os.umask(0)
+    os.umask(umask)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -277,3 +277,15 @@ def test_first_step_says_kernels_compile(tmp_path, monkeypatch, capsys):
     assert train._kernels_warm is True
     assert train.main(["lenet", *args, "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
     assert "compiling kernels" not in capsys.readouterr().err
+
+
+def test_written_files_get_the_umask_permissions_not_mkstemps(run_copy):
+    """Checkpoints, metrics and figures are written under a temporary name that mkstemp makes owner-only (0o600);
+    the file renamed into place has the mode any new file of the user gets (0o666 less the umask)."""
+    old = os.umask(0o022)
+    try:
+        assert train.main(["lenet", "--resume", str(run_copy / "last.npz"), "--epochs", "2", "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    for name in ("last.npz", "metrics.csv"):
+        assert (run_copy / name).stat().st_mode & 0o777 == 0o644
