@@ -6,5 +6,6 @@ from .backend import Device, cuda, kernels_mode, manual_seed, use_kernels
 from .functional import cat, conv_output_size, stack
 from .gradcheck import GradcheckError, gradcheck
 from .summary import summary
+from .torch_checkpoint import load_torch_checkpoint
 
 __version__ = "0.1.0"

@@ -32,5 +32,14 @@ def task_of(name):
     return _TASKS[canonical_name(name)]
 
 
-def create(name, num_classes=1000, **kw):
-    return _MODELS[canonical_name(name)](num_classes=num_classes, **kw)
+def create(name, num_classes=None, weights=None, **kw):
+    """The model `name` (or an alias) for `num_classes` classes (1000 when None), other arguments passed on.
+    weights: the path of a PyTorch checkpoint (.pth/.pt, or .safetensors) with torchvision's names, e.g.
+    create("resnet18", weights="resnet18-f37072fd.pth"), read without PyTorch; num_classes is then taken from the
+    checkpoint's classifier when None, and must agree with it otherwise (minicnn.torch_checkpoint.build_with_weights).
+    """
+    build = _MODELS[canonical_name(name)]
+    if weights is None:
+        return build(num_classes=1000 if num_classes is None else num_classes, **kw)
+    from ..torch_checkpoint import build_with_weights
+    return build_with_weights(lambda n: build(num_classes=n, **kw), weights, num_classes, name)
