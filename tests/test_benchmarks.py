@@ -299,3 +299,22 @@ def test_no_speed_figure_in_the_code():
              for path in sorted((root / "minicnn").rglob("*.py")) + sorted((root / "kernels").glob("*.cu*"))
              for n, line in enumerate(path.read_text().splitlines(), 1) if figure.search(line)]
     assert not found, "\n".join(found)
+
+
+def test_plot_detection_reads_runs_and_refuses_a_classifiers(tmp_path):
+    """plot_detection.py: the minutes at the end of each epoch add up the epochs' seconds; a run without a
+    test_map50 column, or no run at all, is a one-line error; the figure is written."""
+    pytest.importorskip("matplotlib")
+    import plot_detection
+    run_dir = tmp_path / "yolo_v1"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("epoch,train_loss,test_map50,lr,seconds\n1,3.6,0.7,0.002,120\n"
+                                         "2,1.7,0.9,0.001,60\n")
+    assert plot_detection.read_run(run_dir) == ([2.0, 3.0], [0.7, 0.9])
+    (tmp_path / "lenet").mkdir()
+    (tmp_path / "lenet" / "metrics.csv").write_text("epoch,train_loss,train_acc,test_acc,lr,seconds\n1,1,1,1,1,1\n")
+    for bad, message in ((tmp_path / "lenet", "no test_map50 column"), (tmp_path / "none", "does not exist")):
+        with pytest.raises(SystemExit, match=message):
+            plot_detection.read_run(bad)
+    plot_detection.main([str(run_dir), "--out", str(tmp_path / "curves.png")])
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
