@@ -4,8 +4,8 @@ An Inception module runs four branches on the same input and concatenates them a
 1x1; 1x1 reduce -> 3x3; 1x1 reduce -> 5x5; 3x3 max pool -> 1x1 projection. The 1x1 reductions keep the 3x3 and
 5x5 convolutions cheap. No batch normalisation (it came later); two auxiliary classifiers on inception 4a and 4d
 add gradient to the middle of the network during training: in training mode the model returns (main, aux1, aux2)
-and `googlenet_loss` weighs the auxiliary losses by 0.3. About 6.8 million parameters without the auxiliary heads
-and 1.5 billion multiply-adds at 224x224.
+and `googlenet_loss` weighs the auxiliary losses by 0.3. About 7.0 million parameters without the auxiliary heads
+(the params column of the paper's table sums to 6.8 million) and 1.5 billion multiply-adds at 224x224.
 
 Names follow torchvision (conv1, inception3a.branch1, aux1.fc1, ...), but the paper's network differs from
 torchvision's in two ways, so torchvision checkpoints do not load: torchvision adds batch norm after every
