@@ -1,4 +1,5 @@
-"""Every teaching notebook runs top to bottom (headless, MINICNN_FAST=1: fewer images and epochs)."""
+"""Every teaching notebook runs top to bottom (headless, MINICNN_FAST=1: fewer images and epochs); the exercise
+notebook twice, as a student gets it (skeletons) and with the teacher's solutions (MINICNN_SOLUTIONS=1)."""
 from pathlib import Path
 
 import pytest
@@ -8,15 +9,21 @@ nbclient = pytest.importorskip("nbclient")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
+RUNS = ([pytest.param(p, False, id=p.stem) for p in NOTEBOOKS]
+        + [pytest.param(p, True, id=p.stem + "-solutions") for p in NOTEBOOKS if p.stem == "11_exercises"])
 
 
-def test_the_nine_notebooks_are_there():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)]
+def test_the_eleven_notebooks_are_there():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 12)]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, monkeypatch):
+@pytest.mark.parametrize("path, solutions", RUNS)
+def test_notebook_runs(path, solutions, monkeypatch):
     monkeypatch.setenv("MINICNN_FAST", "1")
+    if solutions:
+        monkeypatch.setenv("MINICNN_SOLUTIONS", "1")
+    else:
+        monkeypatch.delenv("MINICNN_SOLUTIONS", raising=False)
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(EXAMPLES)}}).execute()
@@ -24,3 +31,7 @@ def test_notebook_runs(path, monkeypatch):
     assert not errors
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert images >= 1, "every notebook shows at least one picture"
+    if path.stem == "11_exercises":  # every check passes with the solutions, none runs without them
+        printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        assert "FAIL" not in printed
+        assert ("PASS" in printed) == solutions and ("not implemented yet" in printed) != solutions
