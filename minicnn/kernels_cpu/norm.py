@@ -9,27 +9,28 @@ from ._jit import cpu_kernel
 
 @cpu_kernel(fastmath={"reassoc"})
 def batch_norm_stats(x, running_mean, running_var, momentum, update):
-    """Per-channel mean and biased variance (two passes, float64 accumulation); when `update`, also
-    running = (1 - momentum) running + momentum stat, with the unbiased variance."""
+    """Per-channel mean and biased variance in one pass over x (float64 sums of d = x - K and d^2, K the channel's
+    first value, so that var = (sum d^2 - (sum d)^2 / m) / m does not cancel for data far from zero); when
+    `update`, also running = (1 - momentum) running + momentum stat, with the unbiased variance."""
     n, c, l = x.shape
     mean = np.empty(c)
     var = np.empty(c)
     for ci in prange(c):
+        shift = np.float64(x[0, ci, 0])
         s = 0.0
-        for b in range(n):
-            for k in range(l):
-                s += x[b, ci, k]
-        m = s / (n * l)
         ss = 0.0
         for b in range(n):
             for k in range(l):
-                d = x[b, ci, k] - m
+                d = x[b, ci, k] - shift
+                s += d
                 ss += d * d
+        m = shift + s / (n * l)
+        centred = max(ss - s * s / (n * l), 0.0)
         mean[ci] = m
-        var[ci] = ss / (n * l)
+        var[ci] = centred / (n * l)
         if update:
             running_mean[ci] = (1 - momentum) * running_mean[ci] + momentum * m
-            running_var[ci] = (1 - momentum) * running_var[ci] + momentum * ss / (n * l - 1)
+            running_var[ci] = (1 - momentum) * running_var[ci] + momentum * centred / (n * l - 1)
     return mean, var
 
 
