@@ -9,8 +9,16 @@ test metric after each epoch, the columns of metrics.csv and the curves.
   summed here; in eval mode `model(images)` returns per image a dict of boxes, scores and labels): the summed
   loss; test mAP@0.5 (PASCAL VOC, minicnn.detection.evaluate) after each epoch, and mAP@[.5:.95] (COCO) from
   `python -m minicnn.evaluate`.
+
+Data parallelism (minicnn.distributed, under mpiexec): the loader gives each rank its shard of every global batch,
+the step sums the gradients over the ranks before the optimiser's step (`reduce_gradients`), and evaluation runs
+each rank on its shard of the test set and combines the results (`comm`). The gradients are weighted by the images
+of each rank's shard: exact for a classifier's mean loss; for a detector, whose losses are means over anchors and
+proposals, a close approximation of the one-process gradient.
 """
 import time
+
+import numpy as np
 
 import minicnn as mc
 
@@ -22,34 +30,46 @@ NORMALISE = {"mnist": ((0.1307,), (0.3081,)), "fashion-mnist": ((0.2860,), (0.35
 EVAL_BATCH = 100  # test images per forward pass of a detector
 
 
-def train_step(model, opt, x, y, label_smoothing=0.0):
-    """One optimisation step of a classifier on a batch already on the model's device; the loss and the logits."""
+def train_step(model, opt, x, y, label_smoothing=0.0, reduce_gradients=None):
+    """One optimisation step of a classifier on a batch already on the model's device; the loss and the logits.
+    `reduce_gradients(count)` (data parallelism) runs between backward and the step."""
     logits = model(x)
     loss = cross_entropy(logits, y, label_smoothing=label_smoothing)
     opt.zero_grad()
     loss.backward()
+    if reduce_gradients is not None:
+        reduce_gradients(len(y))
     opt.step()
     return loss, logits
 
 
-def detection_step(model, opt, images, targets):
-    """One optimisation step of a detector: the sum of the losses it returns in training mode, and that dict."""
+def detection_step(model, opt, images, targets, reduce_gradients=None):
+    """One optimisation step of a detector: the sum of the losses it returns in training mode, and that dict.
+    `reduce_gradients(count)` (data parallelism) runs between backward and the step."""
     losses = model(images, targets)
     loss = sum(losses.values())
     opt.zero_grad()
     loss.backward()
+    if reduce_gradients is not None:
+        reduce_gradients(len(images))
     opt.step()
     return loss, losses
 
 
 @mc.no_grad()
-def accuracy(model, dataset, transform, device, batch_size=500):
-    """Accuracy of a classifier on a Dataset."""
+def accuracy(model, dataset, transform, device, batch_size=500, comm=None):
+    """Accuracy of a classifier on a Dataset; with `comm` (a minicnn.distributed communicator) each rank counts
+    its shard of the data set and the counts are summed."""
     model.eval()
-    correct = 0
-    for x, y in data.DataLoader(dataset, batch_size, transform=transform).batches():
+    correct, part = 0, dataset
+    if comm is not None:
+        mine = data.loader.shard(len(dataset), comm.rank, comm.size)
+        part = data.Dataset(dataset.images[mine], dataset.labels[mine], dataset.num_classes, dataset.name)
+    for x, y in data.DataLoader(part, batch_size, transform=transform).batches():
         logits = model(mc.tensor(x, device=device))
         correct += int((logits.data.argmax(axis=1) == backend.to_device(y, device)).sum())
+    if comm is not None:
+        correct = int(comm.allreduce(np.array([correct], np.float64))[0])
     model.train()
     return correct / len(dataset)
 
@@ -93,18 +113,19 @@ class Classification:
             steps = [data.RandomCrop(32, 4), data.RandomHorizontalFlip()] + steps
         return data.Compose(steps)
 
-    def loader(self, cfg, train_set):
+    def loader(self, cfg, train_set, rank=0, world_size=1):
+        """Batches of batch_size images; with world_size > 1, this rank's shard of each (minicnn.data.DataLoader)."""
         return data.DataLoader(train_set, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
-                               transform=self.transform(cfg, True))
+                               transform=self.transform(cfg, True), rank=rank, world_size=world_size)
 
     def running(self):
         """The figures an epoch sums as it goes (saved in a checkpoint taken mid-epoch)."""
         return dict(loss=0.0, correct=0, seen=0, seconds=0.0)
 
-    def step(self, model, opt, batch, cfg, running):
+    def step(self, model, opt, batch, cfg, running, reduce_gradients=None):
         """One step; adds its figures to `running` and returns the loss's value."""
         x, y = mc.tensor(batch[0], device=cfg["device"]), mc.tensor(batch[1], device=cfg["device"])
-        loss, logits = train_step(model, opt, x, y, cfg["label_smoothing"])
+        loss, logits = train_step(model, opt, x, y, cfg["label_smoothing"], reduce_gradients)
         value = loss.item()
         running["loss"] += value * len(y)
         running["correct"] += int((logits.data.argmax(axis=1) == y.data).sum())
@@ -118,8 +139,8 @@ class Classification:
         return dict(train_loss=round(running["loss"] / running["seen"], 6),
                     train_acc=round(running["correct"] / running["seen"], 6))
 
-    def evaluate(self, model, test_set, cfg):
-        return {"test_acc": round(accuracy(model, test_set, self.transform(cfg, False), cfg["device"]), 6)}
+    def evaluate(self, model, test_set, cfg, comm=None):
+        return {"test_acc": round(accuracy(model, test_set, self.transform(cfg, False), cfg["device"], comm=comm), 6)}
 
     def epoch_line(self, row):
         return f"train loss {row['train_loss']:.4f}, train acc {row['train_acc']:.4f}, test acc {row['test_acc']:.4f}"
@@ -149,18 +170,19 @@ class Detection:
         model = models.create(cfg["model"], num_classes=len(train_set.classes), in_channels=image.shape[0])
         return model.to(cfg["device"])
 
-    def loader(self, cfg, train_set):
-        """Batches of canvases; with --limit N an epoch is N fresh canvases (epoch e: canvases e N to (e + 1) N - 1)."""
+    def loader(self, cfg, train_set, rank=0, world_size=1):
+        """Batches of canvases; with --limit N an epoch is N fresh canvases (epoch e: canvases e N to (e + 1) N - 1);
+        with world_size > 1, this rank's shard of each batch."""
         size = None if cfg["limit"] is None else min(cfg["limit"], len(train_set))
         return data.DataLoader(train_set, cfg["batch_size"], shuffle=True, seed=cfg["seed"],
-                               collate_fn=data.detection_collate, epoch_size=size)
+                               collate_fn=data.detection_collate, epoch_size=size, rank=rank, world_size=world_size)
 
     def running(self):
         return dict(loss=0.0, seen=0, seconds=0.0)
 
-    def step(self, model, opt, batch, cfg, running):
+    def step(self, model, opt, batch, cfg, running, reduce_gradients=None):
         images, targets = batch
-        loss, _ = detection_step(model, opt, mc.tensor(images, device=cfg["device"]), targets)
+        loss, _ = detection_step(model, opt, mc.tensor(images, device=cfg["device"]), targets, reduce_gradients)
         value = loss.item()
         running["loss"] += value * len(images)
         running["seen"] += len(images)
@@ -172,8 +194,15 @@ class Detection:
     def train_figures(self, running):
         return dict(train_loss=round(running["loss"] / running["seen"], 6))
 
-    def evaluate(self, model, test_set, cfg):
-        found, truth, _ = detect_all(model, test_set, cfg["device"])
+    def evaluate(self, model, test_set, cfg, comm=None):
+        """mAP@0.5; with `comm` each rank detects on its shard of the test set and every rank scores them all."""
+        if comm is None:
+            found, truth, _ = detect_all(model, test_set, cfg["device"])
+        else:
+            mine = data.loader.shard(len(test_set), comm.rank, comm.size)
+            parts = comm.allgather_objects(detect_all(model, [test_set[i] for i in range(len(test_set))[mine]],
+                                                      cfg["device"])[:2])
+            found, truth = [d for ds, _ in parts for d in ds], [g for _, gs in parts for g in gs]
         return {"test_map50": round(float(detection.evaluate(found, truth)["mAP"]), 6)}
 
     def epoch_line(self, row):

@@ -6,13 +6,22 @@ checkpoint.
 Output directory: without --out a run writes to runs/MODEL, or, when that exists, to the first of runs/MODEL-2,
 runs/MODEL-3, ... that does not (and says so). An --out that already holds a run (last.npz or metrics.csv) is
 refused unless --overwrite is given. --resume continues in its checkpoint's directory with the checkpoint's
-settings: only --epochs (to extend the run), --device, --data-dir and --no-progress may be given; a setting flag
-whose value differs from the checkpoint's is an error that names each one.
+settings: only --epochs (to extend the run), --device, --data-dir, --no-progress and --sync-bn may be given; a
+setting flag whose value differs from the checkpoint's is an error that names each one.
 
 Every error (a bad number, a damaged checkpoint or data file, a full disk, a missing GPU) is one line on stderr
 starting with "error:" and exit code 2.
+
+Data parallelism: `mpiexec -n N python -m minicnn.train MODEL ...` trains one model on N processes, on one machine
+or several (pip install minicnn[mpi]). --batch-size is the global batch: each rank takes its shard of every batch
+(batch_size / N images), the ranks add up their gradients before every step, and so take the steps one process
+would (exactly with --sync-bn; with plain batch norm each rank normalises with its shard's statistics). Rank 0
+prints, shows the progress bar and writes the checkpoints; a checkpoint resumes on any number of ranks; evaluation
+is split over the ranks. With --device cuda each rank takes a GPU of its machine. An error on any rank stops every
+rank, the divergence guard and Ctrl-C stop them all at the same step.
 """
 import argparse
+import contextlib
 import csv
 import io
 import itertools
@@ -27,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import backend, checkpoint, data, models, optim
+from . import backend, checkpoint, data, distributed, models, optim
 from .tasks import check_dataset, task_for
 
 # Per-model defaults; a flag given on the command line wins. LeNet-5's reach 99% on MNIST in a few minutes.
@@ -88,7 +97,8 @@ def parse_args(argv=None):
                    help="for the detectors (yolo_v1, fasterrcnn): digits-detection or shapes-detection")
     p.add_argument("--data-dir", help="where CIFAR-10 (or another copy of Fashion-MNIST) lies")
     p.add_argument("--epochs", type=POSITIVE_INT, help="with --resume: the new total, at least the epochs done")
-    p.add_argument("--batch-size", type=POSITIVE_INT)
+    p.add_argument("--batch-size", type=POSITIVE_INT, help="the global batch: under mpiexec -n N each rank takes "
+                   "its shard (batch_size / N images) of every batch")
     p.add_argument("--lr", type=NON_NEGATIVE)
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--weight-decay", type=NON_NEGATIVE)
@@ -102,6 +112,8 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=POSITIVE_INT, help="train on the first N training images (detectors: on N fresh "
                    "canvases each epoch)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--sync-bn", action="store_true", help="under mpiexec: batch norm over the global batch "
+                   "(SyncBatchNorm) instead of each rank's shard")
     return p.parse_args(argv)
 
 
@@ -230,10 +242,32 @@ def _writing(path, write):
         raise CLIError(f"could not write {path}: {e.strerror or e}; {kept}") from None
 
 
-def run(args):
-    """Train as the command line asks; returns the exit code (0, 1 when the loss diverged, 130 on Ctrl-C)."""
-    name = models.canonical_name(args.model)
-    check_device(args.device)
+def run(args, comm=None):
+    """Train as the command line asks; returns the exit code (0, 1 when the loss diverged, 130 on Ctrl-C). With
+    `comm` (a minicnn.distributed communicator), data-parallel: rank 0 reads the checkpoint and owns the output
+    directory, and an error before training (on any rank) stops every rank together."""
+    with _together(comm):
+        name = models.canonical_name(args.model)
+        check_device(args.device)
+        prepared = _prepare(args, name) if comm is None or comm.rank == 0 else None
+    if comm is not None:
+        prepared = comm.broadcast_object(prepared)
+    info, cfg, model_sd, optim_arrays, out, created = prepared
+    if comm is not None:
+        cfg["device"] = comm.device(args.device)
+    try:
+        return _train(args, name, cfg, out, info, model_sd, optim_arrays, comm)
+    finally:
+        if created and (comm is None or comm.rank == 0):
+            try:
+                out.rmdir()  # only when empty: a run that failed before writing anything leaves no directory
+            except OSError:
+                pass
+
+
+def _prepare(args, name):
+    """(checkpoint info, settings, model and optimizer arrays, output directory, whether it was created) of a new or
+    resumed run; the checkpoint's parts are None for a new run."""
     info = model_sd = optim_arrays = None
     if args.resume:
         info, cfg, model_sd, optim_arrays = checkpoint.load_run(args.resume, SETTINGS, resume=True)
@@ -251,43 +285,36 @@ def run(args):
     else:
         cfg = settings(args, name)
     out, created = output_dir(args, name)
-    try:
-        return _train(args, name, cfg, out, info, model_sd, optim_arrays)
-    finally:
-        if created:
-            try:
-                out.rmdir()  # only when empty: a run that failed before writing anything leaves no directory
-            except OSError:
-                pass
+    return info, cfg, model_sd, optim_arrays, out, created
 
 
-def _train(args, name, cfg, out, info, model_sd, optim_arrays):
+def _together(comm):
+    """A block after which the ranks agree on whether a one-line error stopped any (nothing in one process)."""
+    return distributed.training.together(comm, ONE_LINE_ERRORS, _one_line)
+
+
+def _train(args, name, cfg, out, info, model_sd, optim_arrays, comm=None):
     """The training loop of run(), writing into `out`; resumes from `info` and the arrays when they are given."""
     global _kernels_warm
     ckpt_path = out / "last.npz"
-    task = task_for(name)
-    check_dataset(task, cfg["dataset"], name)
-    train_set, test_set = task.datasets(cfg)
-    model = task.build(cfg, train_set)
-    opt = make_optimizer(model.parameters(), cfg)
-    sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
-    loader = task.loader(cfg, train_set)
-    epoch, step, history, running = 0, 0, [], task.running()
-    if info is not None:
-        meta = info["meta"]
-        if meta["step"] > len(loader):
-            raise checkpoint.CheckpointError(f"{args.resume}: step {meta['step']} is past the end of an epoch "
-                                             f"({len(loader)} batches)")
-        if meta["step"] > 0 and not meta["running"]["seen"] > 0:
-            raise checkpoint.CheckpointError(f"{args.resume}: step {meta['step']} but no image counted so far")
-        checkpoint.load_weights(model, model_sd, args.resume)
-        checkpoint.restore_optimizer(opt, info, optim_arrays)
-        sched.load_state_dict(info["scheduler"])
-        sched.T_max = cfg["epochs"]  # --epochs may have grown: the rate is that of a run planned that long
-        sched.reset_lr()
-        epoch, step, history, running = meta["epoch"], meta["step"], meta["history"], meta["running"]
-        backend.set_rng_state(meta["rng"])
-        print(f"resuming {name} from {args.resume}: epoch {epoch + 1}, step {step}")
+    lead = comm is None or comm.rank == 0  # the rank that prints and writes
+    with _together(comm):
+        task = task_for(name)
+        check_dataset(task, cfg["dataset"], name)
+        train_set, test_set = task.datasets(cfg)
+        model = task.build(cfg, train_set)
+        opt = make_optimizer(model.parameters(), cfg)
+        sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
+        loader = task.loader(cfg, train_set, *(() if comm is None else (comm.rank, comm.size)))
+        epoch, step, history, running = 0, 0, [], task.running()
+        if info is not None:
+            epoch, step, history, running = _resume(args, name, cfg, info, model_sd, optim_arrays, model, opt,
+                                                    sched, loader, lead)
+    reduce_gradients = None
+    if comm is not None:
+        with _together(comm):
+            reduce_gradients = distributed.training.prepare(model, train_set, comm, args.sync_bn, cfg["seed"],
+                                                            (epoch, step))
 
     def save(epoch, step):
         _writing(ckpt_path, lambda: checkpoint.save(ckpt_path, model, opt, sched, meta=dict(
@@ -299,14 +326,18 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
         while epoch < cfg["epochs"]:
             loader.set_epoch(epoch)
             desc = f"epoch {epoch + 1}/{cfg['epochs']}"
-            with tqdm(total=len(loader), initial=step, desc=desc, unit="batch", disable=args.no_progress,
+            with tqdm(total=len(loader), initial=step, desc=desc, unit="batch", disable=args.no_progress or not lead,
                       leave=False, dynamic_ncols=True, mininterval=0.5) as bar:
                 t0 = time.perf_counter()
                 for batch in loader.batches(start=step):
                     first = not _kernels_warm and not bar.disable
                     if first:  # Numba compiles the kernels on their first call: say so, keep it out of the ETA
                         bar.set_description("compiling kernels (first run only)")
-                    value = task.step(model, opt, batch, cfg, running)
+                    if comm is None:
+                        value = task.step(model, opt, batch, cfg, running)
+                    else:
+                        value = distributed.training.step(task, model, opt, batch, cfg, running, stop,
+                                                          reduce_gradients, comm)
                     _kernels_warm = True
                     if first:
                         bar.set_description(desc, refresh=False)
@@ -316,8 +347,9 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
                         bar.close()
                         kept = (f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists()
                                 else "no checkpoint kept")
-                        print(f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step + 1}; "
-                              f"stopping ({kept}). Try a smaller --lr.", file=sys.stderr)
+                        if lead:
+                            print(f"training diverged: the loss is {value} at epoch {epoch + 1}, step {step + 1}; "
+                                  f"stopping ({kept}). Try a smaller --lr.", file=sys.stderr)
                         return 1
                     step += 1
                     elapsed = running["seconds"] + time.perf_counter() - t0
@@ -327,38 +359,103 @@ def _train(args, name, cfg, out, info, model_sd, optim_arrays):
                     if stop.requested:
                         running["seconds"] = elapsed
                         bar.close()
-                        save(epoch, step)
-                        print(f"interrupted: checkpoint saved to {ckpt_path}; continue with "
-                              f"python -m minicnn.train {name} --resume {ckpt_path}")
+                        with _together(comm):
+                            if lead:
+                                save(epoch, step)
+                        if lead:
+                            print(f"interrupted: checkpoint saved to {ckpt_path}; continue with "
+                                  f"python -m minicnn.train {name} --resume {ckpt_path}")
                         return 130
             seconds = running["seconds"] + time.perf_counter() - t0
-            row = dict(epoch=epoch + 1, **task.train_figures(running), **task.evaluate(model, test_set, cfg),
+            if comm is not None:  # plain batch norm: every rank evaluates and saves rank 0's running statistics
+                distributed.broadcast_buffers(model, comm)
+            row = dict(epoch=epoch + 1, **task.train_figures(running), **task.evaluate(model, test_set, cfg, comm),
                        lr=opt.param_groups[0]["lr"], seconds=round(seconds, 2))
             history.append(row)
-            print(f"epoch {epoch + 1}: {task.epoch_line(row)} ({seconds:.1f} s)", flush=True)
+            if lead:
+                print(f"epoch {epoch + 1}: {task.epoch_line(row)} ({seconds:.1f} s)", flush=True)
             sched.step()
             epoch, step, running = epoch + 1, 0, task.running()
-            save(epoch, step)
-            _writing(out / "metrics.csv", lambda: _write_metrics(task, history, out / "metrics.csv"))
-            plotted = _writing(out / "curves.png", lambda: _plot(task, history, out / "curves.png"))
-            if not plotted and epoch == 1:
-                print("matplotlib is not installed: no curves.png (pip install minicnn[plot])")
+            with _together(comm):
+                if lead:
+                    _save_epoch(task, history, out, lambda: save(epoch, step), epoch)
     finally:
         signal.signal(signal.SIGINT, previous)
-    print(task.final_line(history[-1] if history else task.evaluate(model, test_set, cfg)))
+    final = history[-1] if history else task.evaluate(model, test_set, cfg, comm)
+    if lead:
+        print(task.final_line(final))
     return 0
 
 
+def _save_epoch(task, history, out, save, epoch):
+    """After an epoch: the checkpoint, metrics.csv and curves.png."""
+    save()
+    _writing(out / "metrics.csv", lambda: _write_metrics(task, history, out / "metrics.csv"))
+    plotted = _writing(out / "curves.png", lambda: _plot(task, history, out / "curves.png"))
+    if not plotted and epoch == 1:
+        print("matplotlib is not installed: no curves.png (pip install minicnn[plot])")
+
+
+def _resume(args, name, cfg, info, model_sd, optim_arrays, model, opt, sched, loader, lead):
+    """Load a checkpoint's state into the model, optimizer and scheduler; (epoch, step, history, running)."""
+    meta = info["meta"]
+    if meta["step"] > len(loader):
+        raise checkpoint.CheckpointError(f"{args.resume}: step {meta['step']} is past the end of an epoch "
+                                         f"({len(loader)} batches)")
+    if meta["step"] > 0 and not meta["running"]["seen"] > 0:
+        raise checkpoint.CheckpointError(f"{args.resume}: step {meta['step']} but no image counted so far")
+    checkpoint.load_weights(model, model_sd, args.resume)
+    checkpoint.restore_optimizer(opt, info, optim_arrays)
+    sched.load_state_dict(info["scheduler"])
+    sched.T_max = cfg["epochs"]  # --epochs may have grown: the rate is that of a run planned that long
+    sched.reset_lr()
+    backend.set_rng_state(meta["rng"])
+    if lead:
+        print(f"resuming {name} from {args.resume}: epoch {meta['epoch'] + 1}, step {meta['step']}")
+    return meta["epoch"], meta["step"], meta["history"], meta["running"]
+
+
+# The CLIs' one-line errors: a bad setting, checkpoint or data file; ranks that disagree; a file system that refuses
+ONE_LINE_ERRORS = (CLIError, checkpoint.CheckpointError, data.DataError, ValueError, distributed.DistributedError,
+                   OSError)
+
+
+def _one_line(e):
+    """The one line that reports a ONE_LINE_ERRORS error."""
+    if isinstance(e, OSError) and not isinstance(e, ValueError):  # a path that is a file, a full disk...
+        return f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+    return str(e)
+
+
 def one_line_errors(body):
-    """body()'s exit code, or 2 with its error as one line on stderr (`error: ...`): the CLIs' errors (a bad
-    setting, checkpoint or data file; a file system that refuses)."""
+    """body()'s exit code, or 2 with its error as one line on stderr (`error: ...`): ONE_LINE_ERRORS."""
     try:
         return body()
-    except (CLIError, checkpoint.CheckpointError, data.DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-    except OSError as e:  # the file system refused: a path that is a file, a directory that is not writable...
-        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
+    except ONE_LINE_ERRORS as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2
+
+
+def run_distributed(args):
+    """run() under mpiexec with more than one process: the exit code every rank returns. An error before training,
+    or while rank 0 writes, stops every rank together (one line from the rank that had it, code 2); a one-line error
+    on one rank during training stops every rank through MPI_Abort (the others wait in a collective), and any other
+    exception through the hook minicnn.distributed.init installs."""
+    try:
+        comm = distributed.init()
+    except RuntimeError as e:  # mpi4py is missing: every rank stops here, none waits
+        if distributed.launched_rank() == 0:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run(args, comm)
+    except distributed.StoppedTogether as e:
+        if e.report:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ONE_LINE_ERRORS as e:
+        print(f"error: rank {comm.rank} of {comm.size}: {_one_line(e)}; stopping every rank", file=sys.stderr)
+        comm.abort(2)
 
 
 def restore(path, device, data_dir=None):
@@ -374,13 +471,23 @@ def restore(path, device, data_dir=None):
     return info, cfg, task, train_set, test_set, model
 
 
+@contextlib.contextmanager
+def _silenced():
+    """Nothing printed on stdout or stderr in the block."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        yield
+
+
 def main(argv=None):
-    """The command line; returns the exit code. Errors are one line on stderr, `error: ...`, and exit code 2."""
+    """The command line; returns the exit code. Errors are one line on stderr, `error: ...`, and exit code 2. Under
+    mpiexec with more than one process, data-parallel (run_distributed); the help and usage errors from rank 0 only."""
+    parallel = distributed.launched_size() > 1
     try:
-        args = parse_args(argv)
+        with _silenced() if parallel and distributed.launched_rank() > 0 else contextlib.nullcontext():
+            args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already reported in one line
         return e.code
-    return one_line_errors(lambda: run(args))
+    return run_distributed(args) if parallel else one_line_errors(lambda: run(args))
 
 
 if __name__ == "__main__":
