@@ -22,7 +22,8 @@ from ._files import atomic_write
 from .data.detection import resize_bilinear
 from .detection import draw_boxes
 from .tasks import Detection
-from .train import ArgumentParser, CLIError, one_line_errors, restore
+from ._cli import ArgumentParser, CLIError, one_line_errors
+from .train import restore
 
 
 def read_image(path, channels, invert=False):

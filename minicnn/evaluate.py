@@ -7,7 +7,8 @@ import sys
 
 from . import detection
 from .tasks import Detection, detect_all
-from .train import ArgumentParser, one_line_errors, restore
+from ._cli import ArgumentParser, one_line_errors
+from .train import restore
 
 
 def _report(task, model, test_set, cfg):

@@ -24,19 +24,16 @@ import argparse
 import contextlib
 import csv
 import io
-import itertools
-import math
-import os
 import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from . import backend, checkpoint, data, distributed, models, optim
+from ._cli import (FRACTION, NON_NEGATIVE, ONE_LINE_ERRORS, POSITIVE_INT, SEED, ArgumentParser, CLIError,
+                   check_device, one_line, one_line_errors, output_dir, silenced)
 from .tasks import check_dataset, task_for
 
 # Per-model defaults; a flag given on the command line wins. LeNet-5's reach 99% on MNIST in a few minutes.
@@ -54,38 +51,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 FIXED_ON_RESUME = ("dataset", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "seed", "limit")
 SETTINGS = ("model", "dataset", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "seed",
             "limit", "device", "data_dir")
-RUN_FILES = ("last.npz", "metrics.csv")  # a directory holding one of these holds a run
 _kernels_warm = False  # whether this process has taken a training step (and so compiled the kernels it needs)
-
-
-class CLIError(Exception):
-    """A condition the command line reports as one line, `error: ...`, and stops on (exit code 2)."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error reported as one line (`error: ...`, exit code 2) instead of the usage text."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def _checked(cast, ok, expected):
-    """An argparse type: `cast(text)`, refused with 'expected ..., got ...' unless `ok(value)`."""
-    def parse(text):
-        try:
-            value = cast(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
-        return value
-    return parse
-
-
-POSITIVE_INT = _checked(int, lambda v: v > 0, "a positive integer")
-NON_NEGATIVE = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
-FRACTION = _checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
-SEED = _checked(int, lambda v: v >= 0, "an integer >= 0")
 
 
 def parse_args(argv=None):
@@ -131,55 +97,6 @@ def resume_conflicts(args, cfg):
     """'--flag given (checkpoint: value)' for each flag given with a value other than the checkpoint's."""
     return [f"--{key.replace('_', '-')} {getattr(args, key)} (checkpoint: {cfg[key]})" for key in FIXED_ON_RESUME
             if getattr(args, key) is not None and getattr(args, key) != cfg[key]]
-
-
-def check_device(device):
-    """CLIError when `device` is malformed or its backend is not available here."""
-    try:
-        backend.xp_for(device)
-    except (ValueError, RuntimeError) as e:
-        raise CLIError(str(e)) from None
-
-
-def output_dir(args, name):
-    """The run's directory, created if need be, and whether this run created it. See the module's docstring."""
-    if args.resume and (args.out is None or Path(args.out).resolve() == Path(args.resume).resolve().parent):
-        out, created = Path(args.resume).parent, False
-    elif args.out is None:
-        base = Path("runs") / name
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for k in itertools.count(1):  # mkdir without exist_ok claims a directory: two runs never share one
-            out = base if k == 1 else base.with_name(f"{name}-{k}")
-            try:
-                out.mkdir()
-                break
-            except FileExistsError:
-                continue
-        if out != base:
-            print(f"{base} already exists: this run writes to {out}")
-        created = True
-    else:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise CLIError(f"--out {out} is a file, not a directory")
-        held = [n for n in RUN_FILES if (out / n).exists()]
-        if held and not args.overwrite:
-            raise CLIError(f"--out {out} already holds a run ({', '.join(held)}); pass --overwrite to replace it, "
-                           f"--resume {out / 'last.npz'} to continue it, or another --out")
-        created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CLIError(f"cannot create --out {out}: {e.strerror}") from None
-    try:  # fail now, not after the first epoch
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        if created:
-            out.rmdir()
-        raise CLIError(f"cannot write to the output directory {out}: {e.strerror}") from None
-    return out, created
 
 
 def make_optimizer(params, cfg):
@@ -290,7 +207,7 @@ def _prepare(args, name):
 
 def _together(comm):
     """A block after which the ranks agree on whether a one-line error stopped any (nothing in one process)."""
-    return distributed.training.together(comm, ONE_LINE_ERRORS, _one_line)
+    return distributed.training.together(comm, ONE_LINE_ERRORS, one_line)
 
 
 def _train(args, name, cfg, out, info, model_sd, optim_arrays, comm=None):
@@ -415,27 +332,6 @@ def _resume(args, name, cfg, info, model_sd, optim_arrays, model, opt, sched, lo
     return meta["epoch"], meta["step"], meta["history"], meta["running"]
 
 
-# The CLIs' one-line errors: a bad setting, checkpoint or data file; ranks that disagree; a file system that refuses
-ONE_LINE_ERRORS = (CLIError, checkpoint.CheckpointError, data.DataError, ValueError, distributed.DistributedError,
-                   OSError)
-
-
-def _one_line(e):
-    """The one line that reports a ONE_LINE_ERRORS error."""
-    if isinstance(e, OSError) and not isinstance(e, ValueError):  # a path that is a file, a full disk...
-        return f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
-    return str(e)
-
-
-def one_line_errors(body):
-    """body()'s exit code, or 2 with its error as one line on stderr (`error: ...`): ONE_LINE_ERRORS."""
-    try:
-        return body()
-    except ONE_LINE_ERRORS as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-    return 2
-
-
 def run_distributed(args):
     """run() under mpiexec with more than one process: the exit code every rank returns. An error before training,
     or while rank 0 writes, stops every rank together (one line from the rank that had it, code 2); a one-line error
@@ -454,7 +350,7 @@ def run_distributed(args):
             print(f"error: {e}", file=sys.stderr)
         return 2
     except ONE_LINE_ERRORS as e:
-        print(f"error: rank {comm.rank} of {comm.size}: {_one_line(e)}; stopping every rank", file=sys.stderr)
+        print(f"error: rank {comm.rank} of {comm.size}: {one_line(e)}; stopping every rank", file=sys.stderr)
         comm.abort(2)
 
 
@@ -471,19 +367,12 @@ def restore(path, device, data_dir=None):
     return info, cfg, task, train_set, test_set, model
 
 
-@contextlib.contextmanager
-def _silenced():
-    """Nothing printed on stdout or stderr in the block."""
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
-        yield
-
-
 def main(argv=None):
     """The command line; returns the exit code. Errors are one line on stderr, `error: ...`, and exit code 2. Under
     mpiexec with more than one process, data-parallel (run_distributed); the help and usage errors from rank 0 only."""
     parallel = distributed.launched_size() > 1
     try:
-        with _silenced() if parallel and distributed.launched_rank() > 0 else contextlib.nullcontext():
+        with silenced() if parallel and distributed.launched_rank() > 0 else contextlib.nullcontext():
             args = parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already reported in one line
         return e.code

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import backend, checkpoint, evaluate, train
+from minicnn import _cli, backend, checkpoint, evaluate, train
 
 QUICK = ["--dataset", "synthetic", "--limit", "64", "--batch-size", "32", "--no-progress", "--lr", "0.05"]
 ROOT = Path(minicnn.__file__).parent.parent
@@ -214,7 +214,7 @@ def test_bad_output_directories(tmp_path, monkeypatch, capsys):
 
     def refuse(*args, **kw):
         raise PermissionError(errno.EACCES, "Permission denied")
-    monkeypatch.setattr(train.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(_cli.tempfile, "mkstemp", refuse)
     assert train.main(["lenet", *QUICK, "--out", str(tmp_path / "ro")]) == 2
     one_error(capsys, f"cannot write to the output directory {tmp_path / 'ro'}: Permission denied")
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]  # the directory it made is gone again
