@@ -25,6 +25,7 @@ from .train import POSITIVE_INT, SETTINGS, ArgumentParser, CLIError, one_line_er
 # without loading the data
 DATA = {"mnist": (10, (1, 28, 28)), "fashion-mnist": (10, (1, 28, 28)), "synthetic": (10, (1, 28, 28)),
         "cifar10": (10, (3, 32, 32)), "digits-detection": (10, (1, 96, 96)), "shapes-detection": (3, (1, 64, 64))}
+MAX_INPUT = 2 ** 24  # values in the traced image (3 x 2364 x 2364): a larger one is a typo, and would fill the memory
 
 
 def parse_args(argv=None):
@@ -65,16 +66,29 @@ def _dims(value):
     return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim) + "]"
 
 
+def check_arguments(args):
+    """OUT as a Path, once neither it nor --input-size would make the export fail late or lose a file."""
+    out = Path(args.out)
+    if out.is_dir():
+        raise CLIError(f"{out} is a directory; give the path of the .onnx file to write")
+    if not out.parent.is_dir():
+        raise CLIError(f"the directory {out.parent} of {out} does not exist")
+    if out.exists() and not args.overwrite:
+        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and Path(args.source).exists() and out.samefile(args.source):
+        raise CLIError(f"{out} is SOURCE itself; writing the ONNX file there would destroy the checkpoint")
+    if args.input_size is not None and np.prod(args.input_size, dtype=object) > MAX_INPUT:
+        raise CLIError(f"--input-size {' '.join(map(str, args.input_size))} has more than {MAX_INPUT} values: "
+                       "tracing the model at that size would fill the memory (a typo?)")
+    return out
+
+
 def run(args):
     try:  # here, not at the top: --help needs no onnx package
         from . import onnx as mconnx
     except ImportError as e:
         raise CLIError(f"minicnn.export needs the onnx package ({e}): pip install onnx, or minicnn[onnx]") from None
-    out = Path(args.out)
-    if out.is_dir():
-        raise CLIError(f"{out} is a directory; give the path of the .onnx file to write")
-    if out.exists() and not args.overwrite:
-        raise CLIError(f"{out} exists; pass --overwrite to replace it")
+    out = check_arguments(args)
     if Path(args.source).is_file():
         if args.num_classes is not None:
             raise CLIError("--num-classes goes with a zoo name: a checkpoint's model has the classes it was trained "
@@ -88,7 +102,8 @@ def run(args):
                            f"{', '.join(models.list_models())})") from None
         model, shape = from_zoo(name, args.num_classes, args.input_size)
     example = np.random.default_rng(0).standard_normal((1,) + shape).astype(np.float32)
-    proto = mconnx.export(model, example, out, opset=args.opset, dynamic_batch=not args.static_batch)
+    proto = mconnx.export(model, example, out, opset=args.opset, dynamic_batch=not args.static_batch,
+                          overwrite=args.overwrite)
     weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
     print(f"wrote {out}: {type(model).__name__}, {len(proto.graph.node)} nodes, {weights:,} weights, opset "
           f"{args.opset}; input {_dims(proto.graph.input[0])} -> "

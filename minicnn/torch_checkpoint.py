@@ -28,10 +28,18 @@ so `torch.load` of an untrusted file can run `os.system`. Here `find_class` answ
 `_ALLOWED`, each entry this module's own function or a plain container, and refuses everything else with an error
 naming the global; no module is imported on the file's behalf. (PyTorch's `weights_only=True` follows the same
 idea.) Sizes, strides and offsets are checked against the storage before an array is made from it.
+
+Why a damaged file cannot make it allocate much: every pickle is walked once with `pickletools.genops` before it
+is loaded, which finds a length that runs past the data (the C unpickler would first allocate the bytes a length
+claims); a legacy storage's element count is checked against the bytes left in the file; a zip archive may
+unpack to at most _UNPACK_RATIO times its size in all (torch.save stores records uncompressed, but a deflated or
+overlapping record, as in a zip bomb, could otherwise claim any size).
 """
 import collections
 import io
+import os
 import pickle
+import pickletools
 import struct
 import types
 import zipfile
@@ -41,6 +49,7 @@ import numpy as np
 
 _MAGIC = 0x1950A86A20F9469CFC6C  # the legacy format's first pickle
 _LEGACY_PROTOCOL = 1001
+_UNPACK_RATIO = 64  # a zip archive's records unpack to at most this many times the file's size, in all
 
 # torch dtype names -> NumPy dtypes; bfloat16 is read as uint16 and widened to float32 (_Storage.typed)
 _DTYPES = {name: np.dtype(name) for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
@@ -222,8 +231,11 @@ class _Unpickler(pickle.Unpickler):
         storage = self.storages[key][2]
         view = pid[5] if len(pid) == 6 else None
         if view is not None and storage.raw is not None:  # an old-style view: (key, offset, size) in elements
-            _view_key, start, count = view
             size = _DTYPES[storage.dtype].itemsize
+            if not (isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, int) for v in view[1:])
+                    and view[1] >= 0 and view[2] >= 0 and (view[1] + view[2]) * size <= len(storage.raw)):
+                raise _Error(f"a storage view {view!r:.80} does not lie inside its storage of {numel} elements")
+            _view_key, start, count = view
             storage = _Storage(storage.raw[start * size:(start + count) * size], storage.dtype, self._byteorder)
         return storage
 
@@ -232,22 +244,38 @@ def _text(value):
     return value.decode("ascii") if isinstance(value, bytes) else value
 
 
+def _unpickler(f, read_raw=None, byteorder="little"):
+    """An _Unpickler for the next pickle of the in-memory file `f`, once pickletools.genops has walked it: that
+    raises a ValueError where a length runs past the data, before anything is allocated for it."""
+    start = f.tell()
+    for _ in pickletools.genops(f):
+        pass
+    f.seek(start)
+    return _Unpickler(f, read_raw, byteorder)
+
+
 def load_torch_checkpoint(path):
     """Read a PyTorch checkpoint (.pt/.pth from torch.save, zip or legacy format; or .safetensors) into NumPy.
 
     Returns the saved object with tensors as NumPy arrays (see the module docstring): an OrderedDict of names to
     arrays for a state_dict, the same nesting of dicts and lists for a training checkpoint, a dict for safetensors.
-    Raises FileNotFoundError for a missing file; ValueError starting with "load_torch_checkpoint:" for a file that
-    is no checkpoint or is damaged, and for a pickle that names any global besides tensor rebuilding and plain
-    containers (nothing from the file is run); ImportError for a safetensors file without the `safetensors` package.
+    Raises TypeError for a path that is not a str or os.PathLike; FileNotFoundError for a missing file; ValueError
+    starting with "load_torch_checkpoint:" for a directory, for a file that is no checkpoint or is damaged, and for
+    a pickle that names any global besides tensor rebuilding and plain containers (nothing from the file is run);
+    ImportError for a safetensors file without the `safetensors` package.
 
     >>> state = load_torch_checkpoint("resnet18-f37072fd.pth")      # doctest: +SKIP
     >>> state["conv1.weight"].shape, state["conv1.weight"].dtype     # doctest: +SKIP
     ((64, 3, 7, 7), dtype('float32'))
     """
-    path = Path(path)
-    if not path.is_file():
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"load_torch_checkpoint: path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(os.fsdecode(path))
+    if not path.exists():
         raise FileNotFoundError(f"load_torch_checkpoint: no such file: '{path}'")
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise _Error(f"'{path}' is {what}; expected a checkpoint file")
     with open(path, "rb") as f:
         head = f.read(512)
     try:
@@ -270,61 +298,76 @@ def load_torch_checkpoint(path):
 
 def _load_zip(path):
     with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        pickles = sorted(n for n in names if n.endswith("/data.pkl") and n.count("/") == 1)
+        records = {info.filename: info for info in archive.infolist()}
+        pickles = sorted(n for n in records if n.endswith("/data.pkl") and n.count("/") == 1)
         if len(pickles) != 1:
             raise _Error(f"'{path}' is a zip archive, but not one written by torch.save (it has "
                          f"{len(pickles)} <folder>/data.pkl records, expected one)")
         prefix = pickles[0][:-len("data.pkl")]
-        if prefix + "constants.pkl" in names:
+        if prefix + "constants.pkl" in records:
             raise _Error(f"'{path}' is a TorchScript archive (torch.jit.save): it holds code, not only weights; "
                          "save the model's state_dict() with torch.save instead")
+        left = _UNPACK_RATIO * path.stat().st_size  # bytes the records may still unpack to
+
+        def read(name):
+            nonlocal left
+            size = records[name].file_size
+            if size > left:
+                raise _Error(f"'{path}': its records would unpack to more than {_UNPACK_RATIO} times the file's "
+                             f"size (reached at record {name!r} of {size} bytes): a damaged file or a zip bomb")
+            left -= size
+            return archive.read(name)
+
         byteorder = "little"  # what torch.load assumes when the record is absent
-        if prefix + "byteorder" in names:
-            byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace")
+        if prefix + "byteorder" in records:
+            byteorder = read(prefix + "byteorder").decode("ascii", "replace")
             if byteorder not in ("little", "big"):
-                raise _Error(f"'{path}' gives the byte order {byteorder!r}, expected 'little' or 'big'")
+                raise _Error(f"'{path}' gives the byte order {byteorder!r:.40}, expected 'little' or 'big'")
 
         def read_raw(key, nbytes):
             name = f"{prefix}data/{key}"
-            if name not in names:
+            if name not in records:
                 raise _Error(f"'{path}': the pickle refers to storage {key!r}, which the archive lacks")
-            raw = archive.read(name)
-            if len(raw) < nbytes:
-                raise _Error(f"'{path}': storage {key!r} holds {len(raw)} bytes, the pickle expects {nbytes}")
-            return raw
+            if records[name].file_size < nbytes:
+                raise _Error(f"'{path}': storage {key!r} holds {records[name].file_size} bytes, the pickle expects "
+                             f"{nbytes}")
+            return read(name)
 
-        return _Unpickler(io.BytesIO(archive.read(pickles[0])), read_raw, byteorder).load()
+        return _unpickler(io.BytesIO(read(pickles[0])), read_raw, byteorder).load()
 
 
 def _load_legacy(path):
-    with open(path, "rb") as f:
-        if _Unpickler(f).load() != _MAGIC:
-            raise _Error(f"'{path}' is a pickle, but not one written by torch.save (no magic number)")
-        protocol = _Unpickler(f).load()
-        if protocol != _LEGACY_PROTOCOL:
-            raise _Error(f"'{path}' has legacy protocol version {protocol!r}, expected {_LEGACY_PROTOCOL}")
-        _Unpickler(f).load()  # sys_info: the writer's byte order and C type sizes; the data is little-endian
-        start = f.tell()
-        scan = _Unpickler(f)  # first pass: which storages, of which dtype (the arrays come out as None)
-        scan.load()
-        raws = {}
-        for key in _Unpickler(f).load():
-            if key not in scan.storages:
-                raise _Error(f"'{path}' lists storage {key!r}, which its pickle never uses")
-            (count,) = struct.unpack("<q", f.read(8))
-            nbytes = count * scan.storages[key][0].itemsize
-            raws[key] = f.read(max(nbytes, 0))
-            if count < 0 or len(raws[key]) != nbytes:
-                raise _Error(f"'{path}' is truncated: storage {key!r} should hold {nbytes} bytes")
+    """The legacy format, read from memory: a length or count in the file can then ask only for bytes it has."""
+    data = path.read_bytes()
+    f = io.BytesIO(data)
+    if _unpickler(f).load() != _MAGIC:
+        raise _Error(f"'{path}' is a pickle, but not one written by torch.save (no magic number)")
+    protocol = _unpickler(f).load()
+    if protocol != _LEGACY_PROTOCOL:
+        raise _Error(f"'{path}' has legacy protocol version {protocol!r:.40}, expected {_LEGACY_PROTOCOL}")
+    _unpickler(f).load()  # sys_info: the writer's byte order and C type sizes; the data is little-endian
+    start = f.tell()
+    scan = _unpickler(f)  # first pass: which storages, of which dtype (the arrays come out as None)
+    scan.load()
+    raws = {}
+    for key in _unpickler(f).load():
+        if key not in scan.storages:
+            raise _Error(f"'{path}' lists storage {key!r:.40}, which its pickle never uses")
+        (count,) = struct.unpack("<q", f.read(8))
+        nbytes, at = count * scan.storages[key][0].itemsize, f.tell()
+        if count < 0 or at + nbytes > len(data):
+            raise _Error(f"'{path}' is truncated: storage {key!r} should hold {nbytes} bytes, "
+                         f"{max(len(data) - at, 0)} are left")
+        raws[key] = memoryview(data)[at:at + nbytes]
+        f.seek(at + nbytes)
 
-        def read_raw(key, nbytes):
-            if key not in raws or len(raws[key]) < nbytes:
-                raise _Error(f"'{path}': storage {key!r} is missing or shorter than the {nbytes} bytes expected")
-            return raws[key]
+    def read_raw(key, nbytes):
+        if key not in raws or len(raws[key]) < nbytes:
+            raise _Error(f"'{path}': storage {key!r} is missing or shorter than the {nbytes} bytes expected")
+        return raws[key]
 
-        f.seek(start)
-        return _Unpickler(f, read_raw, "little").load()
+    f.seek(start)
+    return _unpickler(f, read_raw, "little").load()
 
 
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
@@ -363,63 +406,16 @@ def state_dict_from(checkpoint):
     nn.DataParallel adds) is dropped."""
     found = [checkpoint] + [checkpoint.get(k) for k in ("state_dict", "model") if isinstance(checkpoint, dict)]
     for state in found:
-        if isinstance(state, dict) and state and all(isinstance(v, np.ndarray) for v in state.values()):
+        if isinstance(state, dict) and state and all(isinstance(k, str) and isinstance(v, np.ndarray)
+                                                     for k, v in state.items()):
             if all(isinstance(k, str) and k.startswith("module.") for k in state):
                 state = collections.OrderedDict((k[len("module."):], v) for k, v in state.items())
             return state
     what = f"a dict with keys {list(checkpoint)[:8]}" if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    tensors = max((d for d in found if isinstance(d, dict)), default={},
+                  key=lambda d: sum(isinstance(v, np.ndarray) for v in d.values()))
+    if any(isinstance(v, np.ndarray) for v in tensors.values()):  # a state_dict but for one entry
+        key = next(k for k, v in tensors.items() if not isinstance(v, np.ndarray))
+        what += f", whose dict of tensors also holds {key!r:.60}: {type(tensors[key]).__name__}, not a tensor"
     raise ValueError("load_torch_checkpoint: no state_dict in the checkpoint (expected a dict of names to tensors, "
                      f"itself or under 'state_dict' or 'model'); it holds {what}")
-
-
-def _classifier(model, state, num_classes):
-    """(key, classes in the checkpoint) of the model's last Linear layer with num_classes outputs (the classifier;
-    a hidden layer may have as many), or None when the model or the checkpoint has none."""
-    found = None
-    for name, module in model.named_modules():
-        key = f"{name}.weight" if name else "weight"
-        if getattr(module, "out_features", None) == num_classes and key in state and state[key].ndim == 2:
-            found = key, state[key].shape[0]
-    return found
-
-
-def _few(keys):
-    return ", ".join(repr(k) for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
-
-
-def build_with_weights(build, path, num_classes=None, name="model"):
-    """`build(num_classes)` a model and load the checkpoint at `path` into it: what models.create(name,
-    weights=path) does.
-
-    num_classes: when None it is read from the checkpoint's classifier (the last Linear layer of the model with
-    as many outputs as classes: fc.weight, classifier.6.weight, ...); when given it must agree with it.
-    num_batches_tracked buffers are loaded when the checkpoint has them (torchvision's files do) and keep the
-    model's value when it has not (files from PyTorch before 0.4.1). Any other missing or unexpected key, or a
-    shape that differs from the model's, is a ValueError naming the keys (and the two shapes).
-    """
-    where = f"create({name!r}, weights='{path}')"
-    state = dict(state_dict_from(load_torch_checkpoint(path)))
-    # a first guess, to build once: the rows of the last matrix (torchvision's classifiers come last)
-    built = num_classes if num_classes is not None else \
-        next((v.shape[0] for k, v in reversed(state.items()) if v.ndim == 2 and k.endswith("weight")), 1000)
-    model = build(built)
-    classifier = _classifier(model, state, built)
-    if classifier is not None and classifier[1] != built:
-        key, classes = classifier
-        if num_classes is not None:
-            raise ValueError(f"{where}: the checkpoint's classifier {key!r} has {classes} classes, but "
-                             f"num_classes={num_classes}; leave num_classes out to take the checkpoint's")
-        model = build(classes)
-    own = model.state_dict()
-    state.update({k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state})
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise ValueError(f"{where}: the checkpoint does not fit the model: {len(missing)} keys missing "
-                         f"({_few(missing)}), {len(unexpected)} unexpected ({_few(unexpected)})")
-    for key, value in own.items():
-        if state[key].shape != value.shape:
-            raise ValueError(f"{where}: {key!r} has shape {state[key].shape} in the checkpoint, but the model "
-                             f"expects {value.shape}")
-    model.load_state_dict(state, strict=True)
-    return model

@@ -35,6 +35,9 @@ Detectors export their network up to the raw outputs; decoding and NMS stay in P
 backbone's "features" and the RPN head's "objectness" [N, A, GH, GW] and "box_deltas" [N, 4A, GH, GW]; proposal
 selection (top-k, NMS) and the RoI heads, which run on the proposals it selects, stay in minicnn.
 """
+import os
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import helper
@@ -42,6 +45,7 @@ from onnx import helper
 from .. import __version__
 from .._files import atomic_write
 from ..autograd import Tensor
+from ..nn import Module
 from .trace import ExportError, record, to_graph
 
 __all__ = ["ExportError", "IR_VERSIONS", "export", "to_model"]
@@ -51,14 +55,8 @@ IR_VERSIONS = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8}  # the oldest IR version that 
 
 def to_model(model, example_input, opset=17, dynamic_batch=True):
     """The ONNX ModelProto of `model` (a minicnn Module; see the module's docstring), traced on example_input
-    (a Tensor or array [N, C, H, W] of the model's dtype), checked by onnx.checker with full_check."""
-    if opset not in IR_VERSIONS:
-        raise ValueError(f"onnx.export: opset must be one of {sorted(IR_VERSIONS)}, got {opset!r}")
-    data = example_input.data if isinstance(example_input, Tensor) else np.asarray(example_input)
-    if data.dtype.kind != "f" or data.ndim < 1:
-        raise ValueError(f"onnx.export: expected a floating-point example input with a batch axis, got "
-                         f"{data.dtype} of shape {tuple(data.shape)}")
-    x = Tensor(data, requires_grad=True)
+    (a Tensor or array [N, C, H, W] of the model's dtype, N >= 1), checked by onnx.checker with full_check."""
+    x = _example(model, example_input, opset, dynamic_batch)
     outputs, names, owners = record(model, x)
     graph = to_graph(model, x, outputs, names, owners, dynamic_batch)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="minicnn",
@@ -67,9 +65,38 @@ def to_model(model, example_input, opset=17, dynamic_batch=True):
     return proto
 
 
-def export(model, example_input, path, opset=17, dynamic_batch=True):
-    """Write `model` as an ONNX file at `path` (atomically: a failed export leaves no file behind, and replaces
-    none); returns the ModelProto. See to_model and the module's docstring."""
+def _example(model, example_input, opset, dynamic_batch):
+    """The arguments of to_model checked, and the example input as a Tensor that requires a gradient."""
+    if not isinstance(model, Module):
+        raise TypeError(f"onnx.export: model must be a minicnn.nn.Module, got {type(model).__name__}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in IR_VERSIONS:
+        raise ValueError(f"onnx.export: opset must be one of {sorted(IR_VERSIONS)}, got {opset!r}")
+    if not isinstance(dynamic_batch, (bool, np.bool_)):
+        raise TypeError(f"onnx.export: dynamic_batch must be True or False, got {dynamic_batch!r}")
+    data = example_input.data if isinstance(example_input, Tensor) else np.asarray(example_input)
+    if data.dtype.kind != "f" or data.ndim < 1 or 0 in data.shape:
+        raise ValueError(f"onnx.export: expected a non-empty floating-point example input with a batch axis, got "
+                         f"{data.dtype} of shape {tuple(data.shape)}")
+    dtypes = sorted({str(p.dtype) for p in model.parameters() if p.dtype.kind == "f"})
+    if len(dtypes) == 1 and str(data.dtype) != dtypes[0]:
+        raise ValueError(f"onnx.export: the example input is {data.dtype}, the model's parameters {dtypes[0]}; "
+                         f"give an input of {dtypes[0]} (x.astype(np.{dtypes[0]})) or convert the model")
+    return Tensor(data, requires_grad=True)
+
+
+def export(model, example_input, path, opset=17, dynamic_batch=True, overwrite=False):
+    """Write `model` as an ONNX file at `path` and return the ModelProto (see to_model and the module's docstring).
+    The file is written atomically: a failed export leaves no file behind; an existing file is replaced only with
+    overwrite=True (FileExistsError otherwise, raised once the model has been traced)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"onnx.export: path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"onnx.export: {str(path)!r} is a directory; give the path of the .onnx file to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"onnx.export: the directory {str(path.parent)!r} of {str(path)!r} does not exist")
     proto = to_model(model, example_input, opset, dynamic_batch)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"onnx.export: {path} exists; pass overwrite=True to replace it")
     atomic_write(path, lambda f: f.write(proto.SerializeToString()))
     return proto

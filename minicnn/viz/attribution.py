@@ -12,16 +12,19 @@ parameter's `.grad` is touched. Maps come back as host NumPy arrays in the model
     grad_cam    [N, h, w]    ReLU(sum_k alpha_k A^k) at one layer (Selvaraju et al. 2017)
     overlay, show_attributions: a map blended over its image, and a figure of images beside their maps
 """
-from pathlib import Path
+import contextlib
 
 import numpy as np
 
 from .. import backend
-from .._files import atomic_write
 from ..autograd import Tensor, enable_grad, no_grad
 from ..data.detection import resize_bilinear
 from ..functional import softmax
 from ..nn import Module
+from .features import colormap, host, image_batch, int_arg, save_figure
+
+
+_MAX_SMOOTH = 10_000  # noisy copies per image in SmoothGrad: more only takes longer (the paper's curves flatten by 50)
 
 
 # --- checks and bookkeeping shared by the three maps ----------------------------------------------------------------
@@ -34,26 +37,11 @@ def _pair(name, what, v):
     return int(pair[0]), int(pair[1])
 
 
-def _host(v):
-    """A Tensor, CuPy array or anything NumPy takes, as a NumPy array."""
-    v = v.data if isinstance(v, Tensor) else v
-    return np.asarray(backend.to_device(v, "cpu") if backend.is_gpu_array(v) else v)
-
-
 def _images(name, model, x):
     """x as an array [N, C, H, W] on the device and in the floating dtype of the model's parameters."""
     if not isinstance(model, Module):
         raise TypeError(f"{name}: model must be a minicnn.nn.Module, got {type(model).__name__}")
-    data = x.data if isinstance(x, Tensor) else x
-    if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)):
-        data = np.asarray(data)
-    if data.ndim != 4 or data.dtype.kind not in "biuf" or 0 in data.shape:
-        raise ValueError(f"{name}: x must be a non-empty real array [N, C, H, W], got {data.dtype} of shape "
-                         f"{tuple(data.shape)}")
-    floats = [p for p in model.parameters() if p.dtype.kind == "f"]
-    dtype = floats[0].dtype if floats else (data.dtype if data.dtype.kind == "f" else np.dtype(np.float32))
-    device = floats[0].device if floats else backend.device_of(data)
-    return backend.to_device(data.astype(dtype, copy=False), device)
+    return image_batch(name, model, x).data
 
 
 def _logits(name, model, x):
@@ -68,9 +56,9 @@ def _targets(name, target, logits):
     """target as an int64 host array [N] of classes in range; None -> each image's top class."""
     n, classes = logits.shape
     if target is None:
-        return _host(logits.data.argmax(axis=1)).astype(np.int64)
-    t = _host(target)
-    if t.dtype.kind not in "iu":
+        return host(logits.data.argmax(axis=1)).astype(np.int64)
+    t = host(target)
+    if t.dtype.kind not in "iu" and t.size:  # an empty list is float64 to NumPy: its shape is what is wrong
         raise TypeError(f"{name}: target must be an int or integers [N], got dtype {t.dtype}")
     if t.ndim == 0:
         t = np.full(n, t)
@@ -88,29 +76,38 @@ def _scores(logits, target):
     return logits[rows, backend.to_device(target, logits.device)].sum()
 
 
-class _Explaining:
+@contextlib.contextmanager
+def _explaining(model):
     """Eval mode, with the parameters' requires_grad off (the graph then holds only what the input needs, and no
     parameter's .grad changes); each module's mode and each flag restored on exit, errors included."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.flags = [(p, p.requires_grad) for p in self.model.parameters()]
-        self.model.eval()
-        for p, _ in self.flags:
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        for p, _ in flags:
             p.requires_grad = False
-
-    def __exit__(self, *exc):
-        for m, mode in self.modes:
+        yield
+    finally:
+        for m, mode in modes:
             m.training = mode
-        for p, flag in self.flags:
+        for p, flag in flags:
             p.requires_grad = flag
-        return False
 
 
 # --- occlusion -------------------------------------------------------------------------------------------------------
+def _fill(name, baseline, x):
+    """The occluder's values: a finite number or an array that broadcasts to one image of x, as x's array."""
+    fill, image = host(baseline), x.shape[1:]
+    try:
+        fits = np.broadcast_shapes(fill.shape, image) == image
+    except ValueError:
+        fits = False
+    if not fits or fill.dtype.kind not in "biuf" or not np.all(np.isfinite(fill)):
+        raise ValueError(f"{name}: baseline must be a finite number or an array that broadcasts to one image "
+                         f"{image}, got {fill.dtype} of shape {fill.shape}")
+    return backend.to_device(fill.astype(x.dtype), backend.device_of(x))
+
+
 def occlusion(model, x, target, window, stride, baseline=0.0, batch_size=128, with_top=False):
     """Occlusion sensitivity (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks", sec. 4.2).
 
@@ -134,29 +131,20 @@ def occlusion(model, x, target, window, stride, baseline=0.0, batch_size=128, wi
     """
     name = "occlusion"
     x = _images(name, model, x)
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     (wh, ww), (sh, sw) = _pair(name, "window", window), _pair(name, "stride", stride)
     if wh > h or ww > w:
         raise ValueError(f"{name}: window ({wh}, {ww}) is larger than the image ({h}, {w})")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"{name}: batch_size must be a positive int, got {batch_size!r}")
-    xp = backend.xp_of(x)
-    fill = _host(baseline)
-    try:
-        fits = np.broadcast_shapes(fill.shape, (c, h, w)) == (c, h, w)
-    except ValueError:
-        fits = False
-    if not fits or fill.dtype.kind not in "biuf" or not np.all(np.isfinite(fill)):
-        raise ValueError(f"{name}: baseline must be a finite number or an array that broadcasts to one image "
-                         f"{(c, h, w)}, got {fill.dtype} of shape {fill.shape}")
+    batch_size = int_arg(name, "batch_size", batch_size)
+    if not isinstance(with_top, (bool, np.bool_)):
+        raise TypeError(f"{name}: with_top must be True or False, got {with_top!r}")
+    xp, device, fill = backend.xp_of(x), backend.device_of(x), _fill(name, baseline, x)
     oh, ow = (h - wh) // sh + 1, (w - ww) // sw + 1
     # rows_hidden[i, y]: the square at vertical position i covers image row y; cols_hidden[j, x] likewise
     top_rows, left_cols = xp.arange(oh)[:, None] * sh, xp.arange(ow)[:, None] * sw
     rows_hidden = (xp.arange(h)[None, :] >= top_rows) & (xp.arange(h)[None, :] < top_rows + wh)
     cols_hidden = (xp.arange(w)[None, :] >= left_cols) & (xp.arange(w)[None, :] < left_cols + ww)
-    device = backend.device_of(x)
-    fill = backend.to_device(fill.astype(x.dtype), device)
-    with _Explaining(model), no_grad():
+    with _explaining(model), no_grad():
         clean = _logits(name, model, Tensor(x))
         target = _targets(name, target, clean)
         top = _targets(name, None, clean)
@@ -166,7 +154,7 @@ def occlusion(model, x, target, window, stride, baseline=0.0, batch_size=128, wi
             image = q // (oh * ow)
             d_image, d_i, d_j = (backend.to_device(v, device) for v in (image, q % (oh * ow) // ow, q % ow))
             hidden = rows_hidden[d_i][:, None, :, None] & cols_hidden[d_j][:, None, None, :]  # [B, 1, H, W]
-            probs = _host(softmax(_logits(name, model, Tensor(xp.where(hidden, fill, x[d_image]))), axis=1))
+            probs = host(softmax(_logits(name, model, Tensor(xp.where(hidden, fill, x[d_image]))), axis=1))
             picked[:, q] = probs[np.arange(len(q)), target[image]], probs[np.arange(len(q)), top[image]]
     maps = picked.reshape(2, n, oh, ow)
     return (maps[0], maps[1], top) if with_top else maps[0]
@@ -177,7 +165,11 @@ def _input_gradients(name, model, x, target):
     """d logits[i, target_i] / d x_i for every image i of x [N, C, H, W]: one forward and one backward."""
     with enable_grad():
         xt = Tensor(x, requires_grad=True)
-        _scores(_logits(name, model, xt), target).backward()
+        score = _scores(_logits(name, model, xt), target)
+        if not score.requires_grad:
+            raise ValueError(f"{name}: the class score has no autograd path back to the input x (the model ignores "
+                             "it, or computes under no_grad)")
+        score.backward()
     return xt.grad.data
 
 
@@ -192,8 +184,8 @@ def saliency(model, x, target, smooth=0, sigma=0.15, seed=0, batch_size=128):
 
     SmoothGrad (Smilkov, Thorat, Kim, Viegas & Wattenberg 2017) when smooth = s > 0: the gradient is averaged over
     s noisy copies x_n + e, e ~ N(0, (sigma (max x_n - min x_n))^2) per pixel, before the max over channels. The
-    noise comes from np.random.default_rng(seed).standard_normal((s, N, C, H, W)); the s * N copies run
-    `batch_size` at a time.
+    noise is np.random.default_rng(seed).standard_normal((s, N, C, H, W)), drawn batch by batch (the same numbers),
+    and the s * N copies run `batch_size` at a time, so memory stays at one batch whatever s is.
 
     What it shows: the pixels whose small change moves the score most, at full resolution. What it misses: it is
     local (a first-order Taylor term) and noisy, speckled over edges the class does not need (SmoothGrad calms the
@@ -201,27 +193,55 @@ def saliency(model, x, target, smooth=0, sigma=0.15, seed=0, batch_size=128):
     """
     name = "saliency"
     x = _images(name, model, x)
-    if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or smooth < 0:
-        raise ValueError(f"{name}: smooth must be a non-negative int (the number of noisy copies), got {smooth!r}")
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or not 0 <= smooth <= _MAX_SMOOTH:
+        raise ValueError(f"{name}: smooth must be an int in [0, {_MAX_SMOOTH}] (the number of noisy copies; the "
+                         f"paper uses 50), got {smooth!r}")
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or \
             not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"{name}: sigma must be a finite number >= 0, got {sigma!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"{name}: batch_size must be a positive int, got {batch_size!r}")
-    xp, copies = backend.xp_of(x), max(smooth, 1)
-    with _Explaining(model):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"{name}: seed must be None or an int >= 0, got {seed!r}")
+    batch_size = int_arg(name, "batch_size", batch_size)
+    with _explaining(model):
         with no_grad():
             target = _targets(name, target, _logits(name, model, Tensor(x)))
-        inputs = x[None]
+        grad = _summed_gradients(name, model, x, target, int(smooth), sigma, seed, batch_size) / max(smooth, 1)
+    return host(backend.xp_of(grad).abs(grad).max(axis=1))
+
+
+def _chunks(n, copies, batch_size):
+    """[start, stop) ranges over the copies * n rows (row c n + i: copy c of image i), at most batch_size rows:
+    when n >= batch_size each lies inside one copy, otherwise each is made of whole copies."""
+    if n >= batch_size:
+        for c in range(copies):
+            for i in range(0, n, batch_size):
+                yield c * n + i, c * n + min(i + batch_size, n)
+    else:
+        step = batch_size // n * n
+        for start in range(0, copies * n, step):
+            yield start, min(start + step, copies * n)
+
+
+def _summed_gradients(name, model, x, target, smooth, sigma, seed, batch_size):
+    """The sum over max(smooth, 1) copies of d S_target / d input, [N, C, H, W]. Copy c of image i is x_i, plus
+    standard_normal((smooth, N, C, H, W))[c, i] * sigma (max x_i - min x_i) when smooth > 0."""
+    n, xp, device = len(x), backend.xp_of(x), backend.device_of(x)
+    rng = np.random.default_rng(seed)
+    spread = sigma * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))[:, None, None, None]
+    total = xp.zeros_like(x)
+    for start, stop in _chunks(n, max(smooth, 1), batch_size):
+        images = np.arange(start, stop) % n
+        rows = backend.to_device(images, device)
+        batch = x[rows]
         if smooth:
-            spread = sigma * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))[None, :, None, None, None]
-            noise = np.random.default_rng(seed).standard_normal((smooth,) + x.shape).astype(x.dtype)
-            inputs = inputs + backend.to_device(noise, backend.device_of(x)) * spread
-        inputs, targets = inputs.reshape((-1,) + x.shape[1:]), np.tile(target, copies)
-        grad = xp.concatenate([_input_gradients(name, model, inputs[s:s + batch_size], targets[s:s + batch_size])
-                               for s in range(0, len(inputs), batch_size)])
-    grad = grad.reshape((copies,) + x.shape).mean(axis=0)
-    return _host(xp.abs(grad).max(axis=1))
+            noise = rng.standard_normal((stop - start,) + x.shape[1:]).astype(x.dtype)
+            batch = batch + backend.to_device(noise, device) * spread[rows]
+        grad = _input_gradients(name, model, batch, target[images])
+        if n >= batch_size:  # images[0], images[0] + 1, ... of one copy
+            total[images[0]:images[0] + stop - start] += grad
+        else:  # whole copies
+            total += grad.reshape((-1,) + x.shape).sum(axis=0)
+    return total
 
 
 # --- Grad-CAM --------------------------------------------------------------------------------------------------------
@@ -279,7 +299,7 @@ def grad_cam(model, x, target, layer):
 
     handle = module.register_forward_hook(catch)
     try:
-        with _Explaining(model), enable_grad():
+        with _explaining(model), enable_grad():
             logits = _logits(name, model, Tensor(x))
             if not caught:
                 raise ValueError(f"{name}: layer {layer_name!r} did not run in the model's forward")
@@ -292,14 +312,14 @@ def grad_cam(model, x, target, layer):
     a = caught[0]
     alpha = a.grad.data.mean(axis=(2, 3))
     cam = (alpha[:, :, None, None] * a.data).sum(axis=1)
-    return _host(backend.xp_of(cam).maximum(cam, 0))
+    return host(backend.xp_of(cam).maximum(cam, 0))
 
 
 # --- pictures --------------------------------------------------------------------------------------------------------
 def _rgb(name, image):
     """An image [H, W], [1|3, H, W] or [H, W, 1|3] as float64 RGB [H, W, 3] in [0, 1] (min-max rescaled when its
     values leave [0, 1], as normalised inputs do)."""
-    a = _host(image)
+    a = host(image)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
         a = a.transpose(1, 2, 0)
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -326,54 +346,82 @@ def overlay(image, heat, alpha=0.5, cmap="jet"):
     map of whole windows covers it up to the last stride.
     """
     name = "overlay"
+    return _overlay(name, image, heat, _alpha(name, alpha), colormap(name, cmap))
+
+
+def _alpha(name, alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or \
+            not 0 <= alpha <= 1:
+        raise ValueError(f"{name}: alpha must lie in [0, 1] (a number), got {alpha!r}")
+    return float(alpha)
+
+
+def _overlay(name, image, heat, alpha, colours):
+    """overlay(image, heat, alpha, cmap) with alpha checked and the colour map looked up."""
     rgb = _rgb(name, image)
-    h = _host(heat)
+    h = host(heat)
     if h.ndim != 2 or h.dtype.kind not in "biuf" or h.size == 0 or not np.all(np.isfinite(h)):
         raise ValueError(f"{name}: heat must be a finite real map [h, w], got {h.dtype} of shape {h.shape}")
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"{name}: alpha must lie in [0, 1], got {alpha!r}")
-    import matplotlib
     h = h.astype(np.float64) - h.min()
     h = resize_bilinear(h / h.max() if h.max() > 0 else h, rgb.shape[0], rgb.shape[1])
-    colour = matplotlib.colormaps[cmap](np.clip(h, 0, 1))[..., :3]
-    return (1 - alpha) * rgb + alpha * colour
+    return (1 - alpha) * rgb + alpha * colours(np.clip(h, 0, 1))[..., :3]
 
 
-def show_attributions(images, maps, titles=None, path=None, alpha=0.5, cmap="jet"):
+def _map_sets(name, maps, n):
+    """maps (an array [N, h, w] or [M, N, h, w], a list of N 2-D maps, or a list of M sets) as M sets of n maps."""
+    maps = host(maps) if isinstance(maps, Tensor) or backend.is_gpu_array(maps) else maps
+    if isinstance(maps, np.ndarray):
+        sets = [maps] if maps.ndim == 3 else list(maps) if maps.ndim == 4 else []
+    elif isinstance(maps, (list, tuple)):
+        one = bool(maps) and not isinstance(maps[0], (list, tuple)) and host(maps[0]).ndim == 2
+        sets = [maps] if one else list(maps)
+    else:
+        raise TypeError(f"{name}: maps must be an array [N, h, w] or [M, N, h, w], or a list of maps or of sets of "
+                        f"them, got {type(maps).__name__}")
+    if not sets:
+        raise ValueError(f"{name}: expected one set of maps [N, h, w] or several, got {np.shape(maps)}")
+    for k, s in enumerate(sets):
+        count = len(s) if isinstance(s, (list, tuple)) or getattr(s, "ndim", 0) >= 1 else 0
+        if count != n:
+            raise ValueError(f"{name}: {n} images but {count} maps in set {k}")
+    return sets
+
+
+def show_attributions(images, maps, titles=None, path=None, alpha=0.5, cmap="jet", overwrite=False):
     """A matplotlib Figure with one row per image: the image, then each of its maps overlaid on it (`overlay`).
 
     `images`: N images ([N, C, H, W] or a list); `maps`: one set of maps [N, h, w] or a list of M sets (e.g.
     [occlusion, saliency, grad-cam]); `titles`: M column titles. alpha=1 shows the maps alone. When `path` is given
-    the figure is saved there (format from the suffix: .png, .svg, .pdf), atomically. Returns the Figure (made
+    the figure is saved there (format from the suffix: .png, .svg, .pdf), atomically; an existing file only with
+    overwrite=True. Returns the Figure (made
     without pyplot, so nothing stays open).
     """
     name = "show_attributions"
+    if isinstance(images, Tensor) or backend.is_gpu_array(images):
+        images = host(images)
+    if not isinstance(images, (np.ndarray, list, tuple)):
+        raise TypeError(f"{name}: images must be an array [N, C, H, W] or a list of images, got "
+                        f"{type(images).__name__}")
     images = list(images)
     if not images:
         raise ValueError(f"{name}: expected at least one image")
-    if hasattr(maps, "ndim"):  # an array [N, h, w] (one set) or [M, N, h, w]
-        sets = [maps] if maps.ndim == 3 else list(maps)
-    else:  # a list of 2-D maps (one set) or a list of sets
-        sets = [maps] if len(maps) and np.ndim(maps[0]) == 2 else list(maps)
+    sets = _map_sets(name, maps, len(images))
+    if isinstance(titles, str):
+        raise TypeError(f"{name}: titles must be a list of {len(sets)} column titles, got the str {titles!r}")
     titles = [f"map {k}" for k in range(len(sets))] if titles is None else list(titles)
     if len(titles) != len(sets):
         raise ValueError(f"{name}: {len(sets)} sets of maps but {len(titles)} titles")
-    for k, s in enumerate(sets):
-        if len(s) != len(images):
-            raise ValueError(f"{name}: {len(images)} images but {len(s)} maps in set {k}")
+    alpha, colours = _alpha(name, alpha), colormap(name, cmap)
     from matplotlib.figure import Figure
     fig = Figure(figsize=(2.2 * (1 + len(sets)), 2.2 * len(images)), layout="constrained")
     axes = fig.subplots(len(images), 1 + len(sets), squeeze=False)
     for row, image in enumerate(images):
         axes[row, 0].imshow(_rgb(name, image))
         for k, s in enumerate(sets):
-            axes[row, k + 1].imshow(overlay(image, s[row], alpha, cmap))
+            axes[row, k + 1].imshow(_overlay(name, image, s[row], alpha, colours))
             if row == 0:
                 axes[0, k + 1].set_title(titles[k])
     axes[0, 0].set_title("image")
     for ax in axes.ravel():
         ax.set_axis_off()
-    if path is not None:
-        fmt = Path(path).suffix[1:].lower() or "png"
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=100))
-    return fig
+    return save_figure(name, fig, path, overwrite)

@@ -44,10 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import autograd
+from .. import autograd, backend
 from .._files import atomic_write
 from ..autograd import Tensor, enable_grad
 from ..nn import Module
+from .features import checked_path
+from .receptive import model_place
 
 _FORMATS = {".svg": "svg", ".png": "png"}
 
@@ -175,15 +177,10 @@ def _leaf_label(t, names, inputs):
 
 
 # --- the DOT source -------------------------------------------------------------------------------------------------
-def _dot(output, model, depth, inputs):
-    ops, made_by, leaves = _walk(output)
-    if depth is not None and not any(hasattr(fn, "_viz_scope") for fn in ops):
-        raise ValueError("graph: depth needs the forward to have run under viz.recording(model), or use "
-                         "viz.graph(model, example_input, depth=...)")
-    names = {}
-    if model is not None:
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            names.setdefault(id(t), name)
+def _node_keys(ops, leaves, names, inputs, depth):
+    """The node of the picture each op and each leaf belongs to: ("op", id), ("leaf", id), or the module call
+    ("group", path, call, class) that swallows it at `depth`. A box swallows its own parameters and the numbers in
+    its expressions, nothing else."""
     keys = {id(fn): ("op", id(fn)) if depth is None or _group(fn, depth) is None else ("group",) + _group(fn, depth)
             for fn in ops}
     consumers = {}
@@ -191,13 +188,17 @@ def _dot(output, model, depth, inputs):
         for t in fn.inputs:
             if t._ctx is None:
                 consumers.setdefault(id(t), {})[keys[id(fn)]] = None
-    for t in leaves:  # a box swallows its own parameters and the numbers in its expressions, nothing else
+    for t in leaves:
         (inner, *more), name = consumers[id(t)], names.get(id(t))
         boxed = not more and inner[0] == "group"
         own = boxed and (name.startswith(inner[1] + ".") if name else id(t) not in inputs and _is_number(t))
         keys[id(t)] = inner if own else ("leaf", id(t))
+    return keys
 
-    # nodes and edges of the (collapsed) graph; a group's in-edges are one per tensor, not one per op reading it
+
+def _collapse(ops, keys):
+    """The edges between nodes (a group's in-edges one per tensor, not one per op reading it), each node's
+    predecessors, the ops inside each node, and the shapes leaving each group."""
     preds, edges, seen_edges, members, leaving = {}, [], set(), {}, {}
     for fn in ops:
         k = keys[id(fn)]
@@ -214,12 +215,13 @@ def _dot(output, model, depth, inputs):
                 preds[k].append(src)
             if src[0] == "group":
                 leaving.setdefault(src, {}).setdefault(_shape(t), None)
-    root = keys[id(output._ctx)]
-    if root[0] == "group":
-        leaving.setdefault(root, {}).setdefault(_shape(output), None)
+    return edges, preds, members, leaving
 
+
+def _post_order(root, preds):
+    """The nodes from the output back, in post-order: every node after the nodes it reads."""
     order, seen, stack = [], set(), [(root, False)]
-    while stack:  # post-order from the output: every node after the nodes it reads
+    while stack:
         k, done = stack.pop()
         if done:
             order.append(k)
@@ -227,8 +229,25 @@ def _dot(output, model, depth, inputs):
             seen.add(k)
             stack.append((k, True))
             stack.extend((p, False) for p in reversed(preds.get(k, [])) if p not in seen)
+    return order
+
+
+def _dot(output, model, depth, inputs):
+    ops, made_by, leaves = _walk(output)
+    if depth is not None and not any(hasattr(fn, "_viz_scope") for fn in ops):
+        raise ValueError("graph: depth needs the forward to have run under viz.recording(model), or use "
+                         "viz.graph(model, example_input, depth=...)")
+    names = {}
+    if model is not None:
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            names.setdefault(id(t), name)
+    keys = _node_keys(ops, leaves, names, inputs, depth)
+    edges, preds, members, leaving = _collapse(ops, keys)
+    root = keys[id(output._ctx)]
+    if root[0] == "group":
+        leaving.setdefault(root, {}).setdefault(_shape(output), None)
+    order = _post_order(root, preds)
     ids = {k: f"n{i}" for i, k in enumerate(order)}
-    position = {k: i for i, k in enumerate(order)}
     leaf_of = {id(t): t for t in leaves}
 
     lines = ["digraph minicnn {", '  graph [rankdir=TB, fontname="Helvetica"];',
@@ -250,6 +269,7 @@ def _dot(output, model, depth, inputs):
         if k == root:
             style += ", peripheries=2"
         lines.append(f'  {ids[k]} [label="{_escape(label)}", {style}];')
+    position = {k: i for i, k in enumerate(order)}
     for src, dst in sorted(edges, key=lambda e: position[e[1]]):
         lines.append(f"  {ids[src]} -> {ids[dst]};")
     lines.append("}")
@@ -257,9 +277,18 @@ def _dot(output, model, depth, inputs):
 
 
 def _run_model(model, example_input):
-    """Run model(example_input) in eval mode under recording; returns (output, the input tensor it was given)."""
-    x = Tensor(example_input.data if isinstance(example_input, Tensor) else example_input)
-    x.requires_grad_(x.dtype.kind == "f")  # a graph even for a model whose parameters are all frozen
+    """Run model(example_input) in eval mode under recording; returns (output, the input tensor it was given:
+    integers and booleans cast to the floating dtype of the model's parameters)."""
+    data = example_input.data if isinstance(example_input, Tensor) else example_input
+    if not (isinstance(data, np.ndarray) or backend.is_gpu_array(data)):
+        data = np.asarray(data)
+        data = data.astype(np.float32) if data.dtype == np.float64 else data  # Python floats: float32, as mc.tensor
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"graph: the example input must hold numbers, got {data.dtype} of shape {data.shape}")
+    if data.dtype.kind != "f":
+        device, dtype = model_place(model)
+        data = backend.to_device(data.astype(dtype), device)
+    x = Tensor(data, requires_grad=True)  # a graph even for a model whose parameters are all frozen
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -326,7 +355,7 @@ def plot_graph(target, path, example_input=None, *, model=None, depth=None, inpu
     the path. Uses Graphviz's `dot` (Debian's graphviz package) when it is on the PATH, else the `graphviz-pure`
     command (pip install graphviz-pure). The file is written under a temporary name and renamed, so a failed
     render leaves nothing behind; an existing file is replaced only with overwrite=True."""
-    path = Path(path)
+    path = checked_path("plot_graph", path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"plot_graph: path must end in .svg or .png, got {str(path)!r}")

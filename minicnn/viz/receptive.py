@@ -52,6 +52,7 @@ _BINARY = (math.Add, math.Sub, math.Mul, math.Div, math.Pow, Extreme)
 _NOT_LOCAL = {Linear: "a fully connected layer", math.MatMul: "a matrix product",
               shape.Reshape: "a reshape (flatten)", shape.Transpose: "a transpose"}
 _PROBE_SIZES = (28, 32, 64, 96, 128, 224, 299)
+_MAX_INPUT = 2 ** 24  # values in the dummy input (3 x 2364 x 2364): the field does not need a larger one
 
 
 class ReceptiveField(namedtuple("ReceptiveField", "size stride start")):
@@ -126,7 +127,11 @@ def receptive_field(model, layer, input_size=None):
     >>> receptive_field(models.create("vgg16"), "features.30")   # pool5
     ReceptiveField(size=(212, 212), stride=(32, 32), start=(15.5, 15.5))
     """
-    name = "receptive_field"
+    return field_of_layer("receptive_field", model, layer, input_size)
+
+
+def field_of_layer(name, model, layer, input_size=None):
+    """receptive_field(model, layer, input_size), its errors starting with `name` (the function the user called)."""
     layer_name, module = resolve_layer(name, model, layer)
     device, dtype = model_place(model)
     if input_size is None:
@@ -136,8 +141,11 @@ def receptive_field(model, layer, input_size=None):
         sizes, errors = [(channels, s, s) for s in _PROBE_SIZES], []
     else:
         if not (isinstance(input_size, (tuple, list)) and len(input_size) == 3
-                and all(isinstance(v, (int, np.integer)) and v >= 1 for v in input_size)):
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in input_size)):
             raise ValueError(f"{name}: input_size must be (C, H, W) with positive ints, got {input_size!r}")
+        if int(np.prod(input_size, dtype=object)) > _MAX_INPUT:
+            raise ValueError(f"{name}: input_size {tuple(input_size)} has more than {_MAX_INPUT} values; the field "
+                             "does not depend on the size (but past global pooling), so choose a smaller one")
         sizes, errors = [tuple(int(v) for v in input_size)], None
     for size in sizes:
         x = Tensor(backend.to_device(np.zeros((1,) + size, dtype=dtype), device), requires_grad=True)
@@ -163,7 +171,9 @@ def _field_of(name, layer_name, x, outs):
         raise TypeError(f"{name}: layer {layer_name!r} returned {type(out).__name__}, expected a Tensor")
     field = _propagate(name, layer_name, x, out)
     if field is None:
-        raise ValueError(f"{name}: the output of layer {layer_name!r} does not depend on the input")
+        raise ValueError(f"{name}: the output of layer {layer_name!r} has no autograd path back to the input: it "
+                         "does not use it, or the model's eval-mode forward runs it under no_grad or on a copy (as "
+                         "a detector does: pass its backbone, e.g. model.backbone)")
     if out.ndim != 4:
         raise ValueError(f"{name}: layer {layer_name!r} gives an output of shape {out.shape}, expected feature maps "
                          "(N, C, H, W)")
@@ -239,7 +249,7 @@ def _node_field(name, layer_name, node, fields):
         shapes = [tuple(t.shape) for t in node.inputs]
         if any(shapes[i][-2:] != np.broadcast_shapes(*shapes)[-2:] for i in live):
             raise refuse(f"broadcasting inputs of shapes {shapes}, which copies one position to many")
-    return _union(fields[i] for i in live) if len(live) > 1 else fields[live[0]]
+    return _union(name, [fields[i] for i in live]) if len(live) > 1 else fields[live[0]]
 
 
 def _chain(field, kernel, stride, padding, dilation):
@@ -269,15 +279,14 @@ def _sliced(node, field, refuse):
     return tuple((r, j * step, start + first * j) for (r, j, start), (first, _, step) in zip(field, steps))
 
 
-def _union(fields):
+def _union(name, fields):
     """The smallest box holding every path's field, along H and along W; the paths must share one jump. Each
     field begins on a whole pixel (begin_out = begin_in - p j_in), so the box does too."""
-    fields = list(fields)
     out = []
     for axis in range(2):
         jumps = {f[axis][1] for f in fields}
         if len(jumps) > 1:
-            raise ValueError(f"receptive_field: paths with jumps {sorted(jumps)} join (an upsampling or a mismatched "
+            raise ValueError(f"{name}: paths with jumps {sorted(jumps)} join (an upsampling or a mismatched "
                              "shortcut); their units do not lie on one grid")
         begin = min(f[axis][2] - (f[axis][0] - 1) / 2 for f in fields)
         end = max(f[axis][2] + (f[axis][0] - 1) / 2 for f in fields)
