@@ -441,7 +441,7 @@ def _ends_soon(pid, seconds=10):
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes through /proc")
 def test_killing_a_rank_stops_the_others_and_the_checkpoint_resumes(tmp_path):
-    proc = launch(2, sys.executable, *CLI, "--epochs", "2", "--limit", "4096", "--out", str(tmp_path))
+    proc = launch(2, sys.executable, *CLI, "--epochs", "4", "--limit", "4096", "--out", str(tmp_path))
     try:
         for line in proc.stdout:
             if line.startswith("epoch 1:"):
@@ -463,9 +463,9 @@ def test_killing_a_rank_stops_the_others_and_the_checkpoint_resumes(tmp_path):
     for pid in ranks.values():
         assert _ends_soon(pid), f"rank process {pid} still runs after mpiexec returned"
     info, _, _, _ = checkpoint.load_run(tmp_path / "last.npz", train.SETTINGS, resume=True)
-    assert info["meta"]["epoch"] == 1
+    assert 1 <= info["meta"]["epoch"] < 4  # killed in epoch 2 (or, on a fast machine, a little later)
     assert train.main(["lenet", "--resume", str(tmp_path / "last.npz"), "--no-progress"]) == 0
-    assert len(list(csv.DictReader(open(tmp_path / "metrics.csv")))) == 2
+    assert len(list(csv.DictReader(open(tmp_path / "metrics.csv")))) == 4
 
 
 @pytest.mark.gpu
