@@ -419,7 +419,10 @@ def test_weights_that_do_not_fit_say_which_key(tmp_path, torch_mod):
     torch.save({"epoch": 1, "lr": 0.1}, tmp_path / "none.pt")
     with pytest.raises(ValueError, match=r"no state_dict in the checkpoint .* keys \['epoch', 'lr'\]"):
         models.create("lenet5", weights=tmp_path / "none.pt")
-    assert models.create("lenet5", in_channels=1).classifier[4].out_features == 1000  # without weights: as before
+    # without weights or num_classes: the model's own default (the data set it is made for)
+    assert models.create("lenet5", in_channels=1).classifier[4].out_features == 10
+    assert [p.shape for p in models.create("resnet20").parameters()][-1] == (10,)
+    assert [p.shape for p in models.create("resnet18").parameters()][-1] == (1000,)
 
 
 def torchvision_or_skip():

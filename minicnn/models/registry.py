@@ -40,7 +40,9 @@ def task_of(name):
 
 
 def create(name, num_classes=None, weights=None, **kw):
-    """The model `name` (or an alias) for `num_classes` classes (1000 when None), other arguments passed on.
+    """The model `name` (or an alias) for `num_classes` classes, other arguments passed on. num_classes None: the
+    model's own default, that of the data set it is made for (1000 for the ImageNet networks, 10 for LeNet-5, the
+    CIFAR networks and the detectors).
     weights: the path of a PyTorch checkpoint (.pth/.pt, or .safetensors) with torchvision's names, e.g.
     create("resnet18", weights="resnet18-f37072fd.pth"), read without PyTorch; num_classes is then taken from the
     checkpoint's classifier when None, and must agree with it otherwise (build_with_weights).
@@ -56,7 +58,7 @@ def create(name, num_classes=None, weights=None, **kw):
         raise TypeError(f"create: weights must be the path of a checkpoint file, got {type(weights).__name__} (a "
                         "state_dict goes to model.load_state_dict)")
     if weights is None:
-        return build(num_classes=1000 if num_classes is None else num_classes, **kw)
+        return build(**kw) if num_classes is None else build(num_classes=num_classes, **kw)
     return build_with_weights(lambda n: build(num_classes=n, **kw), weights, num_classes, name)
 
 
