@@ -5,8 +5,8 @@
 
 SOURCE is a checkpoint written by minicnn.train (the model rebuilt as trained, with its weights; the input size is
 its data set's unless --input-size says otherwise) or the name of a model of the zoo (random weights;
---input-size is needed, --num-classes defaults to the model's own, as in models.create). Detectors export up to their raw
-outputs (see minicnn.onnx). An existing OUT is refused unless --overwrite is given; the file is written
+--input-size is needed, --num-classes defaults to the model's own, as in models.create). Detectors export up to
+their raw outputs (see minicnn.onnx). An existing OUT is refused unless --overwrite is given; the file is written
 atomically, so a failed export leaves no file behind and replaces none.
 
 Every error (a missing or damaged checkpoint, an unknown model, an op without an ONNX mapping) is one line on
@@ -35,7 +35,8 @@ def parse_args(argv=None):
     p.add_argument("out", help="the .onnx file to write")
     p.add_argument("--input-size", type=POSITIVE_INT, nargs=3, metavar=("C", "H", "W"),
                    help="the image size to trace at (needed with a zoo name; a checkpoint's default: its data set's)")
-    p.add_argument("--num-classes", type=POSITIVE_INT, help="with a zoo name (default: the model's own, 1000 for the ImageNet networks)")
+    p.add_argument("--num-classes", type=POSITIVE_INT,
+                   help="with a zoo name (default: the model's own, 1000 for the ImageNet networks)")
     p.add_argument("--opset", type=int, default=17, help="13 to 17 (default 17)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of a dynamic axis")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
