@@ -26,3 +26,16 @@ def atomic_write(path, write):
         except OSError:
             pass
         raise
+
+
+def writable_path(name, path):
+    """`path` (a str or os.PathLike) as a Path a file can be written at: its folder exists and it is no folder; a
+    TypeError or ValueError that starts with `name` (the function asking) otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name}: path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name}: {str(path)!r} is a directory; give the path of the file to write")
+    if not path.parent.is_dir():
+        raise ValueError(f"{name}: the directory {str(path.parent)!r} of {str(path)!r} does not exist")
+    return path

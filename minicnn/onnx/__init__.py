@@ -35,15 +35,13 @@ Detectors export their network up to the raw outputs; decoding and NMS stay in P
 backbone's "features" and the RPN head's "objectness" [N, A, GH, GW] and "box_deltas" [N, 4A, GH, GW]; proposal
 selection (top-k, NMS) and the RoI heads, which run on the proposals it selects, stay in minicnn.
 """
-import os
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from .. import __version__
-from .._files import atomic_write
+from .._files import atomic_write, writable_path
 from ..autograd import Tensor
 from ..nn import Module
 from .trace import ExportError, record, to_graph
@@ -88,13 +86,7 @@ def export(model, example_input, path, opset=17, dynamic_batch=True, overwrite=F
     """Write `model` as an ONNX file at `path` and return the ModelProto (see to_model and the module's docstring).
     The file is written atomically: a failed export leaves no file behind; an existing file is replaced only with
     overwrite=True (FileExistsError otherwise, raised once the model has been traced)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"onnx.export: path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"onnx.export: {str(path)!r} is a directory; give the path of the .onnx file to write")
-    if not path.parent.is_dir():
-        raise ValueError(f"onnx.export: the directory {str(path.parent)!r} of {str(path)!r} does not exist")
+    path = writable_path("onnx.export", path)
     proto = to_model(model, example_input, opset, dynamic_batch)
     if path.exists() and not overwrite:
         raise FileExistsError(f"onnx.export: {path} exists; pass overwrite=True to replace it")

@@ -45,10 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import autograd, backend
-from .._files import atomic_write
+from .._files import atomic_write, writable_path
 from ..autograd import Tensor, enable_grad
 from ..nn import Module
-from .features import checked_path
 from .receptive import model_place
 
 _FORMATS = {".svg": "svg", ".png": "png"}
@@ -355,7 +354,7 @@ def plot_graph(target, path, example_input=None, *, model=None, depth=None, inpu
     the path. Uses Graphviz's `dot` (Debian's graphviz package) when it is on the PATH, else the `graphviz-pure`
     command (pip install graphviz-pure). The file is written under a temporary name and renamed, so a failed
     render leaves nothing behind; an existing file is replaced only with overwrite=True."""
-    path = checked_path("plot_graph", path)
+    path = writable_path("plot_graph", path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"plot_graph: path must end in .svg or .png, got {str(path)!r}")

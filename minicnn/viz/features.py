@@ -8,14 +8,12 @@ extra), imported only when drawing; figures are made without pyplot, so nothing 
 atomically when a path is given (format from the suffix: .png, .svg, .pdf); a file that exists is replaced only
 with overwrite=True.
 """
-import os
 from collections import namedtuple
-from pathlib import Path
 
 import numpy as np
 
 from .. import backend
-from .._files import atomic_write
+from .._files import atomic_write, writable_path
 from ..autograd import Tensor
 from ..nn import Conv2d
 from .receptive import ReceptiveField, field_of_layer, forward_capturing, model_place, resolve_layer
@@ -51,25 +49,13 @@ def image_batch(name, model, x, what="x"):
     return Tensor(backend.to_device(data.astype(dtype, copy=False), device))
 
 
-def checked_path(name, path):
-    """`path` (a str or os.PathLike) as a Path a file can be written at: its folder exists and it is no folder."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name}: path must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{name}: {str(path)!r} is a directory; give the path of the file to write")
-    if not path.parent.is_dir():
-        raise ValueError(f"{name}: the directory {str(path.parent)!r} of {str(path)!r} does not exist")
-    return path
-
-
 def save_figure(name, fig, path, overwrite=False):
     """Save a matplotlib Figure at `path` (the format from its suffix, .png without one), atomically, after
     checking the path and the format; an existing file is replaced only with overwrite=True (FileExistsError
     otherwise); nothing when path is None. Returns the figure."""
     if path is None:
         return fig
-    path = checked_path(name, path)
+    path = writable_path(name, path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{name}: {str(path)!r} exists; pass overwrite=True to replace it")
     fmt = path.suffix[1:].lower() or "png"
