@@ -14,6 +14,7 @@ import pytest
 
 import minicnn as mc
 from minicnn import models, nn, viz
+from test_torch_checkpoint import Call
 from minicnn.torch_checkpoint import load_torch_checkpoint
 
 C, H, W = 2, 8, 8
@@ -80,14 +81,6 @@ def legacy_file(obj, storages, pickler=pickle.Pickler):
     for count, raw in storages.values():
         out.write(struct.pack("<q", count) + raw)
     return out.getvalue()
-
-
-class Call:
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return self.fn, self.args
 
 
 class Stored:
