@@ -45,3 +45,21 @@ def rand(*shape, low=-1.0, high=1.0, seed=None, requires_grad=True):
     """A float64 tensor with values uniform in [low, high)."""
     rng = np.random.default_rng(seed)
     return mc.tensor(rng.uniform(low, high, size=shape), requires_grad=requires_grad)
+
+
+_START = {}
+
+
+def pytest_sessionstart(session):
+    _START["entries"] = set(os.listdir(os.getcwd()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite writes into temporary directories only: a test that leaves a file where it was started from (a
+    training run without --out writes ./runs) fails the session."""
+    if "entries" not in _START or hasattr(session.config, "workerinput"):
+        return
+    left = sorted(set(os.listdir(os.getcwd())) - _START["entries"])
+    if left:
+        print(f"\nerror: the tests left {left} in {os.getcwd()}")
+        session.exitstatus = 1

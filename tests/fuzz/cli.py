@@ -65,7 +65,7 @@ def run(main, argv):
 @FUZZ
 @given(st.data())
 def test_cli_train_and_evaluate(data):
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # a run without --out writes to ./runs
         tmp = Path(tmp)
         out, files = earlier_run(tmp)
         (tmp / "file").write_text("a user's file")
