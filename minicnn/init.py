@@ -33,8 +33,20 @@ def calculate_gain(nonlinearity, param=None):
     raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}")
 
 
-def _fill(tensor, values):
-    tensor.data[...] = backend.to_device(values.astype(tensor.dtype), tensor.device)
+_CHUNK = 1 << 20
+
+
+def _fill(tensor, draw, offset, scale):
+    """tensor = offset + scale * draw(shape), drawn in float64 (the same numbers whatever the tensor's dtype), a chunk
+    of the flattened tensor at a time: the numbers equal one draw of the whole shape."""
+    out = np.empty(tensor.shape, tensor.dtype)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _CHUNK):
+        values = draw((min(_CHUNK, flat.size - start),), np.float64)
+        values *= scale
+        values += offset
+        flat[start:start + values.size] = values
+    tensor.data[...] = backend.to_device(out, tensor.device)
     return tensor
 
 
@@ -51,11 +63,11 @@ def _std(gain, fan):
 
 
 def uniform_(tensor, a=0.0, b=1.0):
-    return _fill(tensor, a + (b - a) * backend.uniform(tensor.shape, np.float64))
+    return _fill(tensor, backend.uniform, a, b - a)
 
 
 def normal_(tensor, mean=0.0, std=1.0):
-    return _fill(tensor, mean + std * backend.normal(tensor.shape, np.float64))
+    return _fill(tensor, backend.normal, mean, std)
 
 
 def constant_(tensor, value):

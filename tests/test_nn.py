@@ -54,6 +54,21 @@ def test_manual_seed_reproduces_initialisation():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("shape", [(), (0, 3), (3, 5), (1_500_000, 2)])
+def test_initialisers_draw_the_whole_tensor_at_once_in_float64(shape):
+    """uniform_ and normal_ fill a chunk at a time, with the numbers of a single float64 draw of the whole shape, cast
+    to the tensor's dtype (the same weights in float32 as in float64, bar rounding)."""
+    from minicnn import backend, init
+    for fill, draw, args in ((init.uniform_, backend.uniform, (-0.5, 2.0)), (init.normal_, backend.normal, (1.0, 3.0))):
+        t = mc.tensor(np.zeros(shape, np.float32))
+        mc.manual_seed(7)
+        fill(t, *args)
+        mc.manual_seed(7)
+        a, b = args
+        want = (a + (b - a) * draw(shape, np.float64)) if fill is init.uniform_ else a + b * draw(shape, np.float64)
+        np.testing.assert_array_equal(t.numpy(), want.astype(np.float32))
+
+
 def test_state_dict_roundtrip_and_errors():
     m1, m2 = MLP(), MLP()
     sd = m1.state_dict()
