@@ -364,26 +364,31 @@ def _checked_grads(node, in_grads):
     return out
 
 
-def _topological_order(root):
-    """Nodes reachable from `root`, each after every node that consumes its output (iterative DFS)."""
-    order, visited, stack = [], set(), [(root, False)]
+def post_order(roots, inputs_of, key=id):
+    """Every node reachable from `roots` through inputs_of(node), each after all of its inputs: an iterative
+    depth-first search that visits the roots, and each node's inputs, in the order given. Nodes are told apart by
+    key(node)."""
+    order, seen, stack = [], set(), [(node, False) for node in reversed(roots)]
     while stack:
         node, done = stack.pop()
         if done:
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
+        elif key(node) not in seen:
+            seen.add(key(node))
+            stack.append((node, True))
+            stack.extend((n, False) for n in reversed(inputs_of(node)) if key(n) not in seen)
+    return order
+
+
+def _topological_order(root):
+    """The Functions reachable from `root`, each before every Function whose output it reads (the order backward
+    runs them in; its inputs visited last to first, an order that fixes how gradients are summed)."""
+    def inputs_of(node):
         if getattr(node, "inputs", None) is None:
             raise RuntimeError("backward: the graph was already freed by an earlier backward; "
                                "pass retain_graph=True to the first call to backward twice")
-        stack.append((node, True))
-        for t in node.inputs:
-            if t._ctx is not None and id(t._ctx) not in visited:
-                stack.append((t._ctx, False))
-    order.reverse()
-    return order
+        return [t._ctx for t in reversed(node.inputs) if t._ctx is not None]
+    return post_order([root], inputs_of)[::-1]
 
 
 def run_backward(root, grad, retain_graph=False):

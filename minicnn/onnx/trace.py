@@ -3,7 +3,7 @@ hooks), and convert the ops in topological order into an ONNX graph (convert.py)
 state_dict keys."""
 from onnx import helper
 
-from ..autograd import Tensor, enable_grad
+from ..autograd import Tensor, enable_grad, post_order
 from ..models.faster_rcnn import FasterRCNN
 from ..models.yolo import YOLOv1
 from .convert import CONVERTERS, Graph, Unsupported
@@ -74,22 +74,12 @@ def record(model, x):
 
 def _topological(outputs):
     """The Functions reachable from the outputs, each after those it reads from; and id(Function) -> its output."""
-    order, seen, made = [], set(), {id(t._ctx): t for t in outputs if t._ctx is not None}
-    stack = [(t._ctx, False) for t in reversed(outputs) if t._ctx is not None]
-    while stack:
-        fn, done = stack.pop()
-        if done:
-            order.append(fn)
-            continue
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        stack.append((fn, True))
-        for t in reversed(fn.inputs):
-            if t._ctx is not None:
-                made[id(t._ctx)] = t
-                stack.append((t._ctx, False))
-    return order, made
+    made = {id(t._ctx): t for t in outputs if t._ctx is not None}
+
+    def inputs_of(fn):
+        made.update((id(t._ctx), t) for t in reversed(fn.inputs) if t._ctx is not None)
+        return [t._ctx for t in fn.inputs if t._ctx is not None]
+    return post_order([t._ctx for t in outputs if t._ctx is not None], inputs_of), made
 
 
 def _weight_names(model):

@@ -46,7 +46,7 @@ import numpy as np
 
 from .. import autograd, backend
 from .._files import atomic_write, writable_path
-from ..autograd import Tensor, enable_grad
+from ..autograd import Tensor, enable_grad, post_order
 from ..nn import Module
 from .receptive import model_place
 
@@ -217,20 +217,6 @@ def _collapse(ops, keys):
     return edges, preds, members, leaving
 
 
-def _post_order(root, preds):
-    """The nodes from the output back, in post-order: every node after the nodes it reads."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        k, done = stack.pop()
-        if done:
-            order.append(k)
-        elif k not in seen:
-            seen.add(k)
-            stack.append((k, True))
-            stack.extend((p, False) for p in reversed(preds.get(k, [])) if p not in seen)
-    return order
-
-
 def _dot(output, model, depth, inputs):
     ops, made_by, leaves = _walk(output)
     if depth is not None and not any(hasattr(fn, "_viz_scope") for fn in ops):
@@ -245,7 +231,7 @@ def _dot(output, model, depth, inputs):
     root = keys[id(output._ctx)]
     if root[0] == "group":
         leaving.setdefault(root, {}).setdefault(_shape(output), None)
-    order = _post_order(root, preds)
+    order = post_order([root], lambda k: preds.get(k, []), key=lambda k: k)  # every node after those it reads
     ids = {k: f"n{i}" for i, k in enumerate(order)}
     leaf_of = {id(t): t for t in leaves}
 
