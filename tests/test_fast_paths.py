@@ -46,6 +46,7 @@ CONV_CASES = {  # name: (x shape, w shape, stride, padding, dilation, groups)
     "grouped-dilated": ((2, 12, 9, 11), (20, 6, 3, 2), 1, (2, 1), (2, 1), 2),
     "depthwise": ((2, 6, 7, 6), (6, 1, 3, 3), 1, 1, 1, 6),
     "1x1": ((2, 16, 5, 5), (8, 16, 1, 1), 1, 0, 1, 1),
+    "1x1-strided-grouped": ((2, 12, 7, 6), (9, 4, 1, 1), 2, 0, 1, 3),
     "33-outputs": ((2, 9, 11, 7), (33, 9, 2, 3), 1, (0, 1), 1, 1),
     "strided": ((2, 3, 13, 12), (8, 3, 7, 7), 2, 3, 1, 1),
 }
@@ -58,6 +59,7 @@ CONV_PATHS = {
     "im2col-grad-w-untransposed": dict(path="im2col", TRANSPOSED_GRAD_W=0),
     "direct": dict(path="direct"),
     "tiled": dict(path="tiled"),
+    "pointwise": dict(path="pointwise"),
 }
 
 
@@ -69,7 +71,9 @@ def test_conv2d_paths_agree_with_the_reference(monkeypatch, case, path, dtype, d
     x_shape, w_shape, stride, padding, dilation, groups = CONV_CASES[case]
     settings = dict(CONV_PATHS[path])
     forced = settings.pop("path")
-    if forced != "im2col" and stride != 1:
+    if forced == "pointwise" and (w_shape[2:] != (1, 1) or padding != 0):
+        pytest.skip("the pointwise path is for 1x1 kernels without padding")
+    if forced in ("direct", "tiled") and stride != 1:
         pytest.skip("the direct kernels are for stride 1")
     if forced == "tiled" and device == "cuda":
         pytest.skip("register tiles are the CPU's")
@@ -110,7 +114,10 @@ def test_conv_path_choices():
               ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1): "tiled",          # and conv2
               ((8, 512, 4, 4), (512, 512, 3, 3), 1, 1, 1): "im2col",       # ResNet's last stage on small maps
               ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1): "im2col",        # ResNet's first layer, stride 2
-              ((8, 256, 14, 14), (256, 256, 1, 1), 1, 0, 1): "im2col",     # a bottleneck's 1x1
+              ((8, 256, 14, 14), (256, 256, 1, 1), 1, 0, 1): "pointwise",  # a bottleneck's 1x1
+              ((8, 512, 7, 7), (2048, 512, 1, 1), 1, 0, 1): "im2col",      # and on a small map
+              ((8, 64, 16, 16), (128, 64, 1, 1), 2, 0, 1): "im2col",       # a ResNet shortcut, stride 2
+              ((8, 64, 16, 16), (128, 64, 1, 1), 1, 1, 1): "im2col",       # a padded 1x1
               ((8, 32, 9, 9), (32, 1, 3, 3), 1, 1, 32): "direct",          # depthwise
               ((0, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1): "empty"}
     for (x_shape, w_shape, s, p, g), path in layers.items():

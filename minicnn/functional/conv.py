@@ -9,6 +9,9 @@ when G = C, Chollet 2017). Saved for backward: x and w.
 The definition, and the way to read it, is reference/conv.py: im2col and one matrix product per group. The fast
 implementations compute the same numbers (the tests hold them to the reference); `conv_path` chooses one:
 
+- pointwise: a 1x1 kernel without padding needs no im2col matrix: each image (every stride-th pixel of it) is
+  already the matrix, (C, OH OW), so y[n] = W x[n] is one product per image, read and written in place (chosen on
+  large maps at stride 1; the path handles any stride);
 - im2col: the reference's method on Numba or CUDA kernels, the batch in chunks whose im2col matrix stays under
   CHUNK_BYTES, so memory stays bounded however large the batch;
 - direct: at stride 1, kernels that sum each output's inputs in place, without an im2col matrix;
@@ -28,18 +31,20 @@ DIRECT_TAPS = 32        # at stride 1, direct kernels where each output sums at 
 TILED_POSITIONS = 64    # on the CPU at stride 1, direct kernels also on maps of at least this many outputs (OH*OW)
 PLANE_TAPS = 16         # on the CPU, register tiles need more inputs per output than this ...
 PLANE_OUTPUTS = 4       # ... and more outputs per group than this (else the direct kernels go plane by plane)
+POINTWISE_POSITIONS = 196  # 1x1 kernels at stride 1 without padding: one product per image on maps this large
 
 
 def conv_path(geom, device="cpu"):
     """Which implementation computes a convolution of geometry `geom` on a device ('cpu' or 'cuda'): 'reference',
-    'empty' (no image, channel or filter: y is the bias), 'im2col', 'direct' or 'tiled'."""
+    'empty' (no image, channel or filter: y is the bias), 'pointwise', 'im2col', 'direct' or 'tiled'."""
     if kernels_mode() == "reference":
         return "reference"
     if 0 in (geom.N, geom.C, geom.H, geom.W, geom.K):
         return "empty"
     cpu = device == "cpu"
-    if (geom.KH, geom.KW) == (1, 1):  # a 1x1 kernel: im2col copies each pixel once, and one product does the rest
-        return "im2col"
+    if (geom.KH, geom.KW) == (1, 1):  # im2col copies each pixel once, then one product for the whole batch
+        pointwise = (geom.PH, geom.PW, geom.SH, geom.SW) == (0, 0, 1, 1) and geom.OH * geom.OW >= POINTWISE_POSITIONS
+        return "pointwise" if pointwise else "im2col"
     if (geom.SH, geom.SW) != (1, 1) or not (
             geom.taps <= DIRECT_TAPS or (cpu and geom.OH * geom.OW >= TILED_POSITIONS)):
         return "im2col"
@@ -91,6 +96,8 @@ class Conv2d(Function):
         if self.path == "empty":
             y = xp_of(x).zeros((geom.N, geom.K, geom.OH, geom.OW), dtype=x.dtype)
             return y if b is None else y + b.reshape(-1, 1, 1)
+        if self.path == "pointwise":
+            return _pointwise(x, w, geom, b)
         if self.path == "im2col":
             return _correlate(x, w, geom, b)
         b = xp_of(x).zeros(geom.K, dtype=x.dtype) if b is None else b  # the direct kernels start from the bias
@@ -105,6 +112,8 @@ class Conv2d(Function):
             grads = reference.conv2d_backward(grad_y, x, w, geom, need_x, need_w)
         elif self.path == "empty":
             grads = (xp_of(x).zeros_like(x), xp_of(x).zeros_like(w))
+        elif self.path == "pointwise":
+            grads = _pointwise_backward(grad_y, x, w, geom, need_x, need_w)
         elif self.path == "im2col":
             grads = _im2col_backward(grad_y, x, w, geom, need_x, need_w)
         else:
@@ -114,6 +123,47 @@ class Conv2d(Function):
         if self.has_bias:
             grads += (grad_y.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None,)
         return grads
+
+
+# --- the pointwise path (1x1 kernels without padding) -------------------------------------------------------------
+
+def _pointwise_input(x, geom):
+    """The pixels a 1x1 kernel reads, as a batch of per-group matrices (N, G, C/G, OH OW): x itself at stride 1."""
+    if (geom.SH, geom.SW) != (1, 1):
+        x = xp_of(x).ascontiguousarray(x[:, :, ::geom.SH, ::geom.SW])
+    return x.reshape(geom.N, geom.G, geom.C // geom.G, geom.OH * geom.OW)
+
+
+def _pointwise(x, w, geom, b=None):
+    """y[n, g] = W[g] x[n, g] (+ b): one product per image and group, (K/G, C/G) times (C/G, OH OW)."""
+    g = geom.G
+    y = xp_of(x).matmul(w.reshape(g, geom.K // g, geom.C // g), _pointwise_input(x, geom))
+    y = y.reshape(geom.N, geom.K, geom.OH, geom.OW)
+    if b is not None:
+        y += b.reshape(-1, 1, 1)
+    return y
+
+
+def _pointwise_backward(grad_y, x, w, geom, need_x, need_w):
+    """grad_x[n, g] = W[g]^T grad_y[n, g] (scattered back to every stride-th pixel); grad_w[g] = sum over n of
+    grad_y[n, g] x[n, g]^T, as one product with the batch laid along the columns."""
+    xp, g, positions = xp_of(x), geom.G, geom.OH * geom.OW
+    W = w.reshape(g, geom.K // g, geom.C // g)
+    grad_Y = grad_y.reshape(geom.N, g, geom.K // g, positions)
+    grad_x = grad_w = None
+    if need_x:
+        picked = xp.matmul(W.transpose(0, 2, 1), grad_Y).reshape(geom.N, geom.C, geom.OH, geom.OW)
+        if (geom.SH, geom.SW) == (1, 1):
+            grad_x = picked
+        else:
+            grad_x = xp.zeros_like(x)
+            grad_x[:, :, ::geom.SH, ::geom.SW] = picked
+    if need_w:
+        def by_group(a):  # (N, G, rows, positions) -> (G, rows, N positions)
+            return xp.ascontiguousarray(a.transpose(1, 2, 0, 3)).reshape(g, a.shape[2], -1)
+        X = by_group(_pointwise_input(x, geom))
+        grad_w = (by_group(grad_Y) @ X.transpose(0, 2, 1)).reshape(w.shape)
+    return grad_x, grad_w
 
 
 # --- the im2col path ----------------------------------------------------------------------------------------------
