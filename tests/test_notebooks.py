@@ -35,3 +35,20 @@ def test_notebook_runs(path, solutions, monkeypatch):
         printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
         assert "FAIL" not in printed
         assert ("PASS" in printed) == solutions and ("not implemented yet" in printed) != solutions
+
+
+def test_the_coverage_map_links_to_sections_that_exist():
+    """Every `[NN § Title](NN_name.ipynb)` link of examples/README.md names a heading of that notebook (its math
+    written without the dollar signs)."""
+    import re
+    readme = (EXAMPLES / "README.md").read_text()
+    links = re.findall(r"\[(\d\d) § ([^\]]+)\]\((\d\d_\w+\.ipynb)\)", readme)
+    assert len(links) > 100
+    headings = {}
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        headings[path.name] = {line.lstrip("#").strip().replace("$", "") for c in nb.cells if c.cell_type == "markdown"
+                               for line in c.source.splitlines() if line.startswith("#")}
+    missing = [(number, title, name) for number, title, name in links
+               if name[:2] != number or title not in headings.get(name, ())]
+    assert not missing
