@@ -9,8 +9,20 @@ import pytest
 from minicnn import _process
 
 
-def test_thread_settings_are_made_unless_the_user_set_them():
+def test_thread_settings_are_made_unless_the_user_set_them(monkeypatch):
     assert os.environ["OPENBLAS_THREAD_TIMEOUT"] and os.environ["OMP_WAIT_POLICY"]
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)
+    assert _process.short_openmp_wait() is True
+    assert (os.environ["OMP_WAIT_POLICY"], os.environ["GOMP_SPINCOUNT"]) == ("PASSIVE", _process.OPENMP_SPIN)
+    for users in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}):
+        for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in users.items():
+            monkeypatch.setenv(key, value)
+        assert _process.short_openmp_wait() is False
+        assert [os.environ.get(k) for k in users] == list(users.values())
+        assert len({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)) == 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
