@@ -3,8 +3,9 @@
 Threads. OpenBLAS's worker threads busy-wait for a while after every matrix product, and Numba's OpenMP workers
 busy-wait after every kernel (GNU OpenMP: about 3 ms): on a few cores each steals the cores the other needs next.
 minicnn sets OPENBLAS_THREAD_TIMEOUT so that OpenBLAS's sleep at once, and OMP_WAIT_POLICY=PASSIVE with
-GOMP_SPINCOUNT=10000 so that GNU OpenMP's wait about 0.1 ms, long enough for the next kernel of a step to find them
-awake, then sleep (other OpenMP runtimes read PASSIVE alone: they sleep at once); a value set by the user wins.
+GOMP_SPINCOUNT=3000 so that GNU OpenMP's wait a few tens of microseconds, often long enough for the next kernel of a
+step to find them awake, then sleep (other OpenMP runtimes read PASSIVE alone: they sleep at once); a value set by
+the user wins.
 OpenBLAS reads its setting when it loads; when NumPy (or SciPy, matplotlib...) loaded it before minicnn, minicnn
 has it read its environment again and restart its threads (`short_openblas_timeout`), so the import order of
 NumPy does not matter. OpenMP's setting is read once, when the runtime (libgomp) is loaded, and PyTorch loads the
@@ -82,7 +83,7 @@ def short_openblas_timeout():
     return restarted
 
 
-OPENMP_SPIN = "10000"  # GOMP_SPINCOUNT: iterations of busy-waiting (GNU OpenMP counts about 100,000 to the ms)
+OPENMP_SPIN = "3000"  # GOMP_SPINCOUNT: iterations of busy-waiting (GNU OpenMP counts about 100,000 to the ms)
 
 
 def short_openmp_wait():
