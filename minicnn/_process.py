@@ -1,11 +1,10 @@
 """Process-wide settings that a NumPy engine needs to run fast on a few cores. Imported first by minicnn/__init__.
 
 Threads. OpenBLAS's worker threads busy-wait for a while after every matrix product, and Numba's OpenMP workers
-busy-wait after every kernel (GNU OpenMP: about 3 ms): on a few cores each steals the cores the other needs next.
-minicnn sets OPENBLAS_THREAD_TIMEOUT so that OpenBLAS's sleep at once, and OMP_WAIT_POLICY=PASSIVE with
-GOMP_SPINCOUNT=3000 so that GNU OpenMP's wait a few tens of microseconds, often long enough for the next kernel of a
-step to find them awake, then sleep (other OpenMP runtimes read PASSIVE alone: they sleep at once); a value set by
-the user wins.
+busy-wait after every kernel: on a few cores each steals the cores the other needs next. minicnn sets
+OPENBLAS_THREAD_TIMEOUT so that OpenBLAS's sleep at once, and OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT=3000 so
+that GNU OpenMP's wait a few tens of microseconds, often long enough for the next kernel of a step to find them
+awake, then sleep (other OpenMP runtimes read PASSIVE alone: they sleep at once); a value set by the user wins.
 OpenBLAS reads its setting when it loads; when NumPy (or SciPy, matplotlib...) loaded it before minicnn, minicnn
 has it read its environment again and restart its threads (`short_openblas_timeout`), so the import order of
 NumPy does not matter. OpenMP's setting is read once, when the runtime (libgomp) is loaded, and PyTorch loads the
