@@ -82,7 +82,7 @@ def short_openblas_timeout():
     return restarted
 
 
-OPENMP_SPIN = "3000"  # GOMP_SPINCOUNT: iterations of busy-waiting (GNU OpenMP counts about 100,000 to the ms)
+OPENMP_SPIN = "3000"  # GOMP_SPINCOUNT: how many times a GNU OpenMP worker checks for work before it sleeps
 
 
 def short_openmp_wait():

@@ -12,12 +12,13 @@ is (x, y, sqrt w, sqrt h, confidence) at 5 b .. 5 b + 4, and the class scores fo
     conf     Pr(Object) * IoU(predicted box, object)
     p(c)     Pr(Class c | Object), one set per cell
 
-Activations ("activation"): "linear" is the paper's (a linear last layer: every value regressed as it is).
-"sigmoid" (the default) squashes x, y and the confidence into [0, 1] with a sigmoid and leaves the class scores
-linear, as the paper does; "softmax" also turns the class scores into probabilities with a softmax. sqrt w and
-sqrt h are linear in all three, and the loss terms are the paper's in all three. On DigitDetection "sigmoid"
-learns fastest: x, y and the confidence start inside [0, 1] and cannot leave it, and the class scores keep the plain gradient 2 (p - p^) of a linear regression; under a softmax that gradient
-is scaled by the softmax's slope p (1 - p), 0.09 while every class is near 1/C = 0.1: the classes come slowly.
+Activations ("activation"): "linear" is the paper's (a linear last layer: every value regressed as it is). "sigmoid"
+(the default) squashes x, y and the confidence into [0, 1] with a sigmoid and leaves the class scores linear, as the
+paper does; "softmax" also turns the class scores into probabilities with a softmax. sqrt w and sqrt h are linear in
+all three, and the loss terms are the paper's in all three. On DigitDetection "sigmoid" learns fastest: x, y and the
+confidence start inside [0, 1] and cannot leave it, and the class scores keep the plain gradient 2 (p - p^) of a
+linear regression; under a softmax that gradient is scaled by the softmax's slope p (1 - p), 0.09 while every class
+is near 1/C = 0.1: the classes come slowly.
 
 The loss (the paper's equation 3, sum-squared error), for each image:
 

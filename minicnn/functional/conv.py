@@ -43,8 +43,8 @@ def conv_path(geom, device="cpu"):
         return "empty"
     cpu = device == "cpu"
     if (geom.KH, geom.KW) == (1, 1):  # im2col copies each pixel once, then one product for the whole batch
-        pointwise = (geom.PH, geom.PW, geom.SH, geom.SW) == (0, 0, 1, 1) and geom.OH * geom.OW >= POINTWISE_POSITIONS
-        return "pointwise" if pointwise else "im2col"
+        large = geom.OH * geom.OW >= POINTWISE_POSITIONS
+        return "pointwise" if large and (geom.PH, geom.PW, geom.SH, geom.SW) == (0, 0, 1, 1) else "im2col"
     if (geom.SH, geom.SW) != (1, 1) or not (
             geom.taps <= DIRECT_TAPS or (cpu and geom.OH * geom.OW >= TILED_POSITIONS)):
         return "im2col"

@@ -2,8 +2,9 @@
 without (prange is a plain loop), and a call picks by the size of its first array.
 
 Numba's worker threads sleep soon after a kernel (minicnn/_process.py), and waking them costs more than a kernel on
-a small array takes on one thread, so arrays below SERIAL_BELOW elements run on the calling thread. Each variant compiles on its first use, so only the ones a program needs; on the first run on a
-machine a large call runs the serial variant until a second process has compiled the parallel one (_compiler.py).
+a small array takes on one thread, so arrays below SERIAL_BELOW elements run on the calling thread. Each variant
+compiles on its first use, so only the ones a program needs; on the first run on a machine a large call runs the
+serial variant until a second process has compiled the parallel one (_compiler.py).
 """
 import functools
 import types
