@@ -48,6 +48,7 @@ def rand(*shape, low=-1.0, high=1.0, seed=None, requires_grad=True):
 
 
 _START = {}
+_TOOL_CACHES = {".pytest_cache", ".hypothesis", ".benchmarks"}  # the caches of pytest and its plugins
 
 
 def pytest_sessionstart(session):
@@ -56,10 +57,10 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     """The suite writes into temporary directories only: a test that leaves a file where it was started from (a
-    training run without --out writes ./runs) fails the session."""
+    training run without --out writes ./runs) fails the session. The test tools' own caches are not the tests'."""
     if "entries" not in _START or hasattr(session.config, "workerinput"):
         return
-    left = sorted(set(os.listdir(os.getcwd())) - _START["entries"])
+    left = sorted(set(os.listdir(os.getcwd())) - _START["entries"] - _TOOL_CACHES)
     if left:
         print(f"\nerror: the tests left {left} in {os.getcwd()}")
         session.exitstatus = 1
