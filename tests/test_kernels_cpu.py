@@ -80,25 +80,29 @@ def test_parallel_variant_compiled_by_a_second_process_on_a_fresh_cache(tmp_path
 
 def test_register_tile_intrinsics():
     """tile_fma adds an outer product (P broadcast scalars x T vectors) to a tile; tile_store and tile_add_into
-    write the first `count` vectors of a part of it."""
+    write its T*P vectors, vector t of row p at offsets[p] + t*stride, rows past `count` left out; gather and
+    spaced build offset tuples that repeat the last one past the end."""
     from numba import njit
-    from minicnn.kernels_cpu.simd import tile_add_into, tile_fma, tile_of, tile_store, vload, vzero
+    from minicnn.kernels_cpu.simd import gather, spaced, tile_add_into, tile_fma, tile_of, tile_store, vloads, vzeros
 
     @njit
-    def run(x, w, out, four):  # offsets are run-time ints in the kernels
-        acc = tile_of(vzero(x, 4), 6)
+    def run(x, w, out, four, at):  # offsets are run-time ints in the kernels
+        acc = tile_of(vzeros(x, 4, 2), 3)
         for i in range(3):
-            acc = tile_fma(acc, x, i, (0 * four, four + 1, 2 * four - 1), (vload(w, 0, 4), vload(w, 4, 4)))
-        tile_store(out, 0, (0 * four, four, 2 * four), acc, 0, 3)
-        tile_add_into(out, 0, (0 * four, four, 2 * four), acc, 3, 2)  # the third vector of the second row: left out
+            acc = tile_fma(acc, x, i, gather(at, 0, 1, 3), vloads(w, 0, 4, 2))
+        tile_store(out, 0, spaced(0, 1, 2 * four, 0, 3), acc, four, 3)  # the third row repeats the second
+        tile_add_into(out, 0, spaced(0, 2, 2 * four, 0, 3), acc, four, 1)
+        return gather(at, 1, 2, 3), spaced(4, 5, 3, 1, 3)
 
-    x, w = np.arange(10.0), np.arange(8.0)
-    out = np.zeros(12)
-    run(x, w, out, 4)
+    x, w, at = np.arange(10.0), np.arange(8.0), np.array([0, 5, 7])
+    out = np.zeros(24)
+    offsets = run(x, w, out, 4, at)
     sums = np.array([x[o:o + 3].sum() for o in (0, 5, 7)])
-    ref = sums[:, None] * w[:4]
-    ref[:2] += sums[:2, None] * w[4:]
+    ref = np.zeros((3, 8))
+    ref[1] = np.concatenate([sums[2] * w[:4], sums[2] * w[4:]])  # row 1's place, written by rows 1 and then 2
+    ref[0] = 2 * np.concatenate([sums[0] * w[:4], sums[0] * w[4:]])  # stored, then added once more
     np.testing.assert_array_equal(out, ref.ravel())
+    assert offsets == ((10, 14, 14), (13, 16, 16))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

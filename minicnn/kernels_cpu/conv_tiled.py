@@ -5,84 +5,100 @@ product with only 16 output channels runs far below BLAS's speed.
 A kernel keeps a tile of accumulators in SIMD registers (simd.py: a tuple of `Vec`s, updated by `tile_fma`) through
 the whole sum, in the layout of oneDNN's direct convolutions (Georganas et al. 2018, "Anatomy of high-performance
 deep learning convolutions on SIMD architectures"):
-- forward: 8 output positions x LANES output channels; per input (c, r, s) one vector load of the LANES weights
-  and 8 multiply-adds, each with one input pixel broadcast;
-- weight gradient: 8 inputs (c, r, s) x LANES output channels, running over the output positions;
-- input gradient: 8 output positions x 2 taps x LANES input channels, summed over the output channels and added
+- forward: TILE output positions x VECS vectors of LANES output channels; per input (c, r, s) VECS vector loads
+  of weights and TILE broadcasts of an input pixel, for TILE*VECS multiply-adds;
+- weight gradient: TILE inputs (c, r, s) x VECS vectors of output channels, running over the output positions;
+- input gradient: TILE output positions x 2 taps x LANES input channels, summed over the output channels and added
   into a channels-last grad_x (only the taps that hit the output, not a correlation of the zero-padded grad_y).
+The tile shapes (TILES) are chosen per register width, so that a tile fits the CPU's registers (why these shapes:
+benchmarks/PERFORMANCE.md).
 
 Layouts: x is padded, (N, C, Hp, Wp), read as one flat array; `pos` holds where each output's window starts in
 a plane (i*Wp + j), `reach` where each of a window's inputs sits from that start (c*Hp*Wp + r*DH*Wp + s*DW).
-Weights and dy are reordered so that LANES channels are contiguous: (G, KB, ..., LANES), KB = ceil(K/G / LANES)
+Weights and dy are reordered so that a block of VECS*LANES channels is contiguous: (G, KB, ..., VECS*LANES), KB
 blocks, zero past K/G. Every output (or weight) is written by one thread, whole: no races, the same result on any
 number of threads.
 """
+import itertools
+
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from . import simd
 from ._jit import cpu_kernel
-from .simd import LANE_COUNTS, lanes_for, tile_add_into, tile_fma, tile_of, tile_store, vload, vzero, with_lanes
+from .simd import LANE_COUNTS, gather, lanes_for, spaced, tile_add_into, tile_fma, tile_of, tile_store, vload, \
+    vloads, vzeros, with_constants
 
-LANES = 16  # rebound per compiled copy by with_lanes
-TILE = 8  # outputs (or inputs) per register tile
-PAIR_TILE = 2 * TILE  # accumulators of _scatter's tiles: 8 outputs x 2 taps
+LANES = 16  # each compiled copy of a kernel sees its own LANES, TILE and VECS (with_constants)
+TILE = 8    # outputs (or inputs) per row of a register tile
+VECS = 1    # vectors of LANES channels per column of a register tile
+# The tile of each kernel, TILE x VECS (x 2 taps for grad_x), per register width in bytes: the accumulators, the
+# weight vectors and a broadcast fit the CPU's registers (32 with AVX-512, 16 with AVX2 and SSE).
+TILES = {64: {"forward": (8, 2), "weight": (8, 2), "input": (8, 1)},
+         32: {"forward": (6, 2), "weight": (6, 2), "input": (6, 1)},
+         16: {"forward": (6, 2), "weight": (6, 2), "input": (6, 1)}}
 WEIGHT_CHUNK = 4096  # output positions per partial sum of dW (a chunk of images; partials summed in order)
 
 
 def _correlate(x, w, bias, cin, plane, pos, reach, kg):
-    """y[n, g*kg + k, p] = bias[g, k] + sum_j w[g, k // L, j, k % L] x.flat[(n*G + g)*cin*plane + pos[p] + reach[j]]
-    (j = c*T + t runs over a window's inputs): one thread per image, group and block of LANES channels. Each tile
-    of 8 outputs starts its 8 accumulators from the bias and adds, input by input, the weight vector times each
-    output's pixel; the tiles go into a channels-last buffer of the image's outputs, copied out plane by plane."""
+    """y[n, g*kg + k, p] = bias[g, k] + sum_j w[g, k // V, j, k % V] x.flat[(n*G + g)*cin*plane + pos[p] + reach[j]]
+    (j = c*T + t runs over a window's inputs; V = VECS*LANES): one thread per image, group and block of V
+    channels. Each tile of TILE outputs x VECS vectors starts its accumulators from the bias and adds, input by
+    input, the weight vectors times each output's pixel; the tiles go into a channels-last buffer of the image's
+    outputs, copied out plane by plane."""
     groups, blocks, npos = w.shape[0], w.shape[1], pos.size
+    width = VECS * LANES
     n = x.size // (groups * cin * plane)
     y = np.empty((n, groups * kg, npos), dtype=x.dtype)
+    steps = spaced(0, TILE - 1, width, 0, TILE)
     for unit in prange(n * groups * blocks):
         b, g, kb = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
-        wk, out = w[g, kb].ravel(), np.empty(npos * LANES, dtype=x.dtype)
-        base, start = (b * groups + g) * cin * plane, vload(bias[g, kb], 0, LANES)
+        wk, out = w[g, kb].ravel(), np.empty(npos * width, dtype=x.dtype)
+        base, start = (b * groups + g) * cin * plane, vloads(bias[g, kb], 0, LANES, VECS)
         for p0 in range(0, npos, TILE):
             acc = tile_of(start, TILE)
-            windows = _eight_of(pos, p0, 1)
+            windows = gather(pos, p0, 1, TILE)
             for j in range(reach.size):
-                acc = tile_fma(acc, x, base + reach[j], windows, (vload(wk, j * LANES, LANES),))
-            tile_store(out, p0 * LANES, _eight(0, TILE - 1, LANES, 0), acc, 0, npos - p0)
-        for lane in range(min(LANES, kg - kb * LANES)):
-            dst = y[b, g * kg + kb * LANES + lane]
+                acc = tile_fma(acc, x, base + reach[j], windows, vloads(wk, j * width, LANES, VECS))
+            tile_store(out, p0 * width, steps, acc, LANES, npos - p0)
+        for lane in range(min(width, kg - kb * width)):
+            dst = y[b, g * kg + kb * width + lane]
             for q in range(npos):
-                dst[q] = out[q * LANES + lane]
+                dst[q] = out[q * width + lane]
     return y
 
 
 def _weight_partials(x, gl, cin, plane, pos, reach, per_chunk):
     """part[chunk, g, kb, j, :] = sum over the chunk's images n and positions p of gl[g, kb, n*P + p, :]
-    x.flat[(n*G + g)*cin*plane + pos[p] + reach[j]]: one thread per chunk, channel block and tile of 8 inputs j."""
-    groups, blocks, m, _ = gl.shape
+    x.flat[(n*G + g)*cin*plane + pos[p] + reach[j]]: one thread per chunk, block of VECS*LANES channels and tile
+    of TILE inputs j."""
+    groups, blocks, m, width = gl.shape
     npos, count = pos.size, reach.size
     n = m // npos
     chunks, tiles = (n + per_chunk - 1) // per_chunk, (count + TILE - 1) // TILE
-    part = np.empty((chunks, groups, blocks, tiles * TILE, LANES), dtype=x.dtype)
+    part = np.empty((chunks, groups, blocks, tiles * TILE, width), dtype=x.dtype)
+    steps = spaced(0, TILE - 1, width, 0, TILE)
     for unit in prange(chunks * groups * blocks * tiles):
         chunk, g = unit // (groups * blocks * tiles), (unit // (blocks * tiles)) % groups
         kb, j0 = (unit // tiles) % blocks, (unit % tiles) * TILE
-        spots = _eight_of(reach, j0, 1)
+        spots = gather(reach, j0, 1, TILE)
         gk = gl[g, kb].ravel()
-        acc = tile_of(vzero(gk, LANES), TILE)
+        acc = tile_of(vzeros(gk, LANES, VECS), TILE)
         for b in range(chunk * per_chunk, min(n, (chunk + 1) * per_chunk)):
             base = (b * groups + g) * cin * plane
             for q in range(npos):
-                acc = tile_fma(acc, x, base + pos[q], spots, (vload(gk, (b * npos + q) * LANES, LANES),))
-        tile_store(part[chunk, g, kb].ravel(), j0 * LANES, _eight(0, TILE - 1, LANES, 0), acc, 0, TILE)
+                acc = tile_fma(acc, x, base + pos[q], spots, vloads(gk, (b * npos + q) * width, LANES, VECS))
+        tile_store(part[chunk, g, kb].ravel(), j0 * width, steps, acc, LANES, TILE)
     return part
 
 
 def _scatter(gl, chans, w, pos, taps, wp, pad, h, width, cg):
     """The adjoint of _correlate: grad_x[n, g*cg + cb*L + l].flat[pos[p] + taps[t]] += sum_k w[g, cb, t*kg + k, l]
     gl.flat[g*KB*M*KL + (n*P + p)*KL + chans[k]], with dy in lanes of KL channels as for the weight gradient
-    (chans[k] = (k // KL)*M*KL + k % KL, M = N*P). One thread per image, group and block of LANES input channels,
-    accumulating into a padded channels-last plane of its own: a tile of 8 output positions x 2 taps sums over the
-    kg channels of dy in registers (16 accumulators: LANES is often a half register here, 6 or 3 input channels),
-    is added into the plane in a fixed order, and the plane's unpadded part is copied out into grad_x (N, C, H, W)."""
+    (chans[k] = (k // KL)*M*KL + k % KL, M = N*P), for an even number of taps (the caller pads them with a zero
+    one). One thread per image, group and block of LANES input channels, accumulating into a padded channels-last
+    plane of its own: a tile of TILE output positions x 2 taps sums over the kg channels of dy in registers, is
+    added into the plane in a fixed order, and the plane's unpadded part is copied out into grad_x (N, C, H, W)."""
     groups, kblocks, m, kl = gl.shape
     blocks, ntaps, npos = w.shape[1], taps.size, pos.size
     n, kg = m // npos, w.shape[2] // ntaps
@@ -94,17 +110,15 @@ def _scatter(gl, chans, w, pos, taps, wp, pad, h, width, cg):
         wk, out = w[gi, cb].ravel(), np.zeros(plane * LANES, dtype=gl.dtype)
         first = (gi * kblocks * m + b * npos) * kl
         for p0 in range(0, npos, TILE):
-            rows = _eight(p0, npos - 1, kl, first)
-            spots = _eight_of(pos, p0, LANES)
+            rows = spaced(p0, npos - 1, kl, first, TILE)
+            spots = gather(pos, p0, LANES, TILE)
             for t in range(0, ntaps, 2):
-                acc = tile_of(vzero(glf, LANES), PAIR_TILE)
-                w0, w1 = t * kg * LANES, min(t + 1, ntaps - 1) * kg * LANES
+                acc = tile_of(vzeros(glf, LANES, 2), TILE)
+                w0 = t * kg * LANES
                 for k in range(kg):
                     acc = tile_fma(acc, glf, chans[k], rows,
-                                   (vload(wk, w0 + k * LANES, LANES), vload(wk, w1 + k * LANES, LANES)))
-                tile_add_into(out, taps[t] * LANES, spots, acc, 0, npos - p0)
-                if t + 1 < ntaps:
-                    tile_add_into(out, taps[t + 1] * LANES, spots, acc, TILE, npos - p0)
+                                   (vload(wk, w0 + k * LANES, LANES), vload(wk, w0 + (kg + k) * LANES, LANES)))
+                tile_add_into(out, taps[t] * LANES, spots, acc, (taps[t + 1] - taps[t]) * LANES, npos - p0)
         for lane in range(min(LANES, cg - cb * LANES)):
             dst = grad_x[b, gi * cg + cb * LANES + lane]
             for i in range(h):
@@ -114,28 +128,24 @@ def _scatter(gl, chans, w, pos, taps, wp, pad, h, width, cg):
     return grad_x
 
 
-@njit(inline="always")
-def _eight_of(arr, start, scale):
-    """arr[start + i] * scale for i = 0..7, the last element for start + i past the end."""
-    last = arr.size - 1
-    return (arr[min(start, last)] * scale, arr[min(start + 1, last)] * scale, arr[min(start + 2, last)] * scale,
-            arr[min(start + 3, last)] * scale, arr[min(start + 4, last)] * scale, arr[min(start + 5, last)] * scale,
-            arr[min(start + 6, last)] * scale, arr[min(start + 7, last)] * scale)
+def _compiled(fn, kind):
+    """fn compiled for every lane count and every tile of `kind` in TILES, by (lanes, tile, vecs)."""
+    shapes = {(tile, vecs) for table in TILES.values() for tile, vecs in [table[kind]]}
+    shapes |= {(tile, 1) for tile, _ in shapes}
+    return {(lanes, tile, vecs): cpu_kernel()(with_constants(fn, LANES=lanes, TILE=tile, VECS=vecs))
+            for lanes, (tile, vecs) in itertools.product(LANE_COUNTS, sorted(shapes))}
 
 
-@njit(inline="always")
-def _eight(start, last, scale, shift):
-    """The tile's 8 offsets: shift + min(start + i, last) * scale for i = 0..7 (a tile past the end repeats the
-    last)."""
-    return (shift + min(start, last) * scale, shift + min(start + 1, last) * scale,
-            shift + min(start + 2, last) * scale, shift + min(start + 3, last) * scale,
-            shift + min(start + 4, last) * scale, shift + min(start + 5, last) * scale,
-            shift + min(start + 6, last) * scale, shift + min(start + 7, last) * scale)
+_CORRELATE = _compiled(_correlate, "forward")
+_WEIGHT_PARTIALS = _compiled(_weight_partials, "weight")
+_SCATTER = _compiled(_scatter, "input")
 
 
-_CORRELATE = {lanes: cpu_kernel()(with_lanes(_correlate, lanes)) for lanes in LANE_COUNTS}
-_WEIGHT_PARTIALS = {lanes: cpu_kernel()(with_lanes(_weight_partials, lanes)) for lanes in LANE_COUNTS}
-_SCATTER = {lanes: cpu_kernel()(with_lanes(_scatter, lanes)) for lanes in LANE_COUNTS}
+def _tile(kind, lanes, outputs):
+    """(lanes, TILE, VECS) of a kernel of `kind` for a block of `outputs` channels: the CPU's tile, with no more
+    vectors than the channels fill."""
+    tile, vecs = TILES[simd.REGISTER_BYTES][kind]
+    return lanes, tile, min(vecs, -(-outputs // lanes))
 
 
 @cpu_kernel()
@@ -180,37 +190,43 @@ def _offsets(x_shape, cin, kh, kw, dh, dw, oh, ow):
 
 def conv_tiled(x_padded, w, b, geom):
     """conv_direct's contract (stride 1, y (N, K, OH, OW) with the bias b) on the register-tiled kernel."""
-    cg = geom.C // geom.G
+    cg, kg = geom.C // geom.G, geom.K // geom.G
     hp, wp = x_padded.shape[2:]
-    lanes = lanes_for(x_padded.itemsize, geom.K // geom.G)
+    shape = _tile("forward", lanes_for(x_padded.itemsize, kg), kg)
+    width = shape[0] * shape[2]
     pos, reach = _offsets(x_padded.shape, cg, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH, geom.OW)
-    bias = _weight_lanes(b.reshape(geom.K, 1), geom.G, lanes).reshape(geom.G, -1, lanes)
-    y = _CORRELATE[lanes](np.ascontiguousarray(x_padded).reshape(-1), _weight_lanes(w, geom.G, lanes), bias, cg,
-                          hp * wp, pos, reach, geom.K // geom.G)
+    bias = _weight_lanes(b.reshape(geom.K, 1), geom.G, width).reshape(geom.G, -1, width)
+    y = _CORRELATE[shape](np.ascontiguousarray(x_padded).reshape(-1), _weight_lanes(w, geom.G, width), bias, cg,
+                          hp * wp, pos, reach, kg)
     return y.reshape(geom.N, geom.K, geom.OH, geom.OW)
 
 
 def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
     """conv_direct_backward's contract: (grad_x (N, C, H, W), grad_w (K, C/G, KH, KW)), either None where not
     needed. grad_y goes into lanes once, for both kernels. grad_w: images go in chunks of about WEIGHT_CHUNK
-    positions, each summed in registers; the chunks' partial sums are then added in order."""
+    positions, each summed in registers; the chunks' partial sums are then added in order. grad_x: the taps are
+    taken two at a time, so an odd count gets a zero tap (at the last one's place)."""
     cg, kg = geom.C // geom.G, geom.K // geom.G
     hp, wp = x_padded.shape[2:]
     pos, reach = _offsets(x_padded.shape, cg, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH, geom.OW)
-    gl = _lanes_of(np.ascontiguousarray(grad_y), geom.G, lanes_for(grad_y.itemsize, kg), geom.OW)
+    weight_shape = _tile("weight", lanes_for(grad_y.itemsize, kg), kg)
+    gl = _lanes_of(np.ascontiguousarray(grad_y), geom.G, weight_shape[0] * weight_shape[2], geom.OW)
     kl = gl.shape[3]
     grad_x = grad_w = None
     if need_x:
-        lanes = lanes_for(grad_y.itemsize, cg)
-        taps = geom.KH * geom.KW
-        wt = w.reshape(geom.G, kg, cg, taps).transpose(0, 2, 3, 1).reshape(geom.G * cg, taps * kg)
+        lanes, taps = lanes_for(grad_y.itemsize, cg), geom.KH * geom.KW
+        even = taps + taps % 2
+        wt = np.zeros((geom.G, cg, even, kg), dtype=w.dtype)
+        wt[:, :, :taps] = w.reshape(geom.G, kg, cg, taps).transpose(0, 2, 3, 1)
+        tap_at = np.append(reach[:taps], reach[taps - 1:taps] if taps % 2 else [])
         chans = np.arange(kg) // kl * gl.shape[2] * kl + np.arange(kg) % kl
-        grad_x = _SCATTER[lanes](gl, chans, _weight_lanes(wt, geom.G, lanes), pos, reach[:geom.KH * geom.KW], wp,
-                                 (geom.PH, geom.PW), geom.H, geom.W, cg)
+        grad_x = _SCATTER[_tile("input", lanes, cg)[:2] + (1,)](
+            gl, chans, _weight_lanes(wt.reshape(geom.G * cg, even * kg), geom.G, lanes), pos, tap_at, wp,
+            (geom.PH, geom.PW), geom.H, geom.W, cg)
     if need_w:
-        part = _WEIGHT_PARTIALS[kl](np.ascontiguousarray(x_padded).reshape(-1), gl, cg, hp * wp, pos, reach,
-                                    max(1, WEIGHT_CHUNK // (geom.OH * geom.OW)))
-        total = part.sum(axis=0)[:, :, :cg * geom.KH * geom.KW]  # (G, KB, C/G*KH*KW, lanes)
+        part = _WEIGHT_PARTIALS[weight_shape](np.ascontiguousarray(x_padded).reshape(-1), gl, cg, hp * wp, pos,
+                                              reach, max(1, WEIGHT_CHUNK // (geom.OH * geom.OW)))
+        total = part.sum(axis=0)[:, :, :cg * geom.KH * geom.KW]  # (G, KB, C/G*KH*KW, kl)
         total = total.transpose(0, 1, 3, 2).reshape(geom.G, -1, cg * geom.KH * geom.KW)[:, :kg]
         grad_w = np.ascontiguousarray(total).reshape(w.shape)
     return grad_x, grad_w

@@ -1,20 +1,22 @@
-"""Vector registers in Numba kernels: a `Vec` is one SIMD register of LANES floats, so that a kernel can keep a
-tile of outputs in registers through a long sum.
+"""Vector registers in Numba kernels: a `Vec` is one SIMD register of LANES floats, so that a kernel can keep a tile of
+outputs in registers through a long sum.
 
 Numba vectorises the innermost loop over an array, and a sum over a tile of outputs then lives in memory: every
 multiply-add loads and stores its accumulator, where a BLAS micro-kernel keeps its tile in registers and runs near
 the FMA units' peak (Goto and van de Geijn 2008). These intrinsics let a kernel do the same. A tile is a tuple of
-`Vec`s (Numba keeps a tuple in registers): `tile_of` starts one, `tile_fma` adds an outer product to it (P scalars
-from an array, each broadcast to every lane, times T weight vectors: T*P fused multiply-adds, compiled to
-`vfmadd231ps (mem){1to16}` or one broadcast and T register FMAs), and `tile_store` / `tile_add_into` write it out. A
-multiply-add takes about 4 cycles and a core starts one or two a cycle, so a tile needs 8 independent accumulators
-of full registers, or 16 of half ones, to keep the FMA units busy.
+`Vec`s (Numba keeps a tuple in registers), T vectors x P positions: `tile_of` starts one from T vectors (`vloads`,
+`vzeros`), `tile_fma` adds an outer product to it (P scalars from an array, each broadcast to every lane, times T
+vectors: T*P fused multiply-adds, compiled to `vfmadd231ps (mem){1to16}` or one broadcast and T register FMAs), and
+`tile_store` / `tile_add_into` write it out; `gather` and `spaced` build the tuples of P offsets. A multiply-add
+takes about 4 cycles and a core starts one or two a cycle, so a tile needs 8 independent accumulators of full
+registers, or 16 of half ones, to keep the FMA units busy.
 
 They are Numba intrinsics, written in LLVM IR, and work only inside @njit code. The lane count must be a
-compile-time constant: `with_lanes` makes a copy of a kernel with the global LANES bound to 2, 4, 8 or 16, and
-`lanes_for` picks the copy whose Vec fills a register of the CPU Numba compiles for (`register_bytes`: 16 float32
-lanes with AVX-512, 8 with AVX2, 4 with SSE or NEON), so a tile never needs more registers than the CPU has. LLVM
-would split a wider vector into several registers, so every width computes the same numbers; the tests run each.
+compile-time constant: `with_constants` makes a copy of a kernel with the global LANES bound to 2, 4, 8 or 16 (and a
+tile's P and T likewise), and `lanes_for` picks the copy whose Vec fills a register of the CPU Numba compiles for
+(`register_bytes`: 16 float32 lanes with AVX-512, 8 with AVX2, 4 with SSE or NEON), so a tile never needs more
+registers than the CPU has. LLVM would split a wider vector into several registers, so every width computes the same
+numbers; the tests run each.
 """
 import types as pytypes
 
@@ -72,10 +74,13 @@ def _address(context, builder, arrty, arr, index):
 
 
 @intrinsic
-def vzero(typingctx, like, lanes):
-    """A Vec of `lanes` zeros of the dtype of the array `like`."""
-    vec = Vec(like.dtype, _lanes(lanes))
-    return vec(like, lanes), lambda context, builder, sig, args: ir.Constant(_llvm_type(vec), None)
+def vzeros(typingctx, like, lanes, count):
+    """A tuple of `count` Vecs of `lanes` zeros of the dtype of the array `like` (both constants)."""
+    vec, n = Vec(like.dtype, _lanes(lanes)), _lanes(count)
+
+    def codegen(context, builder, sig, args):
+        return cgutils.pack_array(builder, [ir.Constant(_llvm_type(vec), None)] * n)
+    return types.UniTuple(vec, n)(like, lanes, count), codegen
 
 
 @intrinsic
@@ -121,31 +126,37 @@ def tile_fma(typingctx, tile, arr, base, offsets, vecs):
 
 
 def _tile_writer(add):
-    """An intrinsic (arr, base, offsets, tile, first, count) that stores (or, with add, adds) the tile's vectors
-    tile[first + p] at arr.flat[base + offsets[p]:... + lanes] for p < count; `first` is a constant."""
-    def writer(typingctx, arr, base, offsets, tile, first, count):
-        start = _lanes(first)
+    """An intrinsic (arr, base, offsets, tile, stride, count) that stores (or, with add, adds) a tile of T*P
+    vectors: tile[t*P + p] at arr.flat[base + offsets[p] + t*stride:... + lanes] for p < count (P offsets)."""
+    def writer(typingctx, arr, base, offsets, tile, stride, count):
+        npts = len(offsets)
+        if len(tile) % npts:
+            raise errors.TypingError(f"{writer.__name__}: a tile of {len(tile)} for {npts} offsets")
 
         def codegen(context, builder, sig, args):
-            data, at, offs, tiles, _, limit = args
+            data, at, offs, tiles, step, limit = args
             vec = sig.args[3].dtype
             ptype, align = _llvm_type(vec).as_pointer(), vec.dtype.bitwidth // 8
             at = context.cast(builder, at, sig.args[1], types.intp)
+            step = context.cast(builder, step, sig.args[4], types.intp)
             limit = context.cast(builder, limit, sig.args[5], types.intp)
-            for p in range(len(offsets)):
+            for p in range(npts):
                 with builder.if_then(builder.icmp_signed("<", ir.Constant(limit.type, p), limit), likely=True):
                     off = context.cast(builder, builder.extract_value(offs, p), sig.args[2].dtype, types.intp)
-                    ptr = builder.bitcast(_address(context, builder, sig.args[0], data, builder.add(at, off)), ptype)
-                    value = builder.extract_value(tiles, start + p)
-                    if add:
-                        value = builder.fadd(builder.load(ptr, align=align), value)
-                    builder.store(value, ptr, align=align)
+                    first = builder.add(at, off)
+                    for t in range(len(tile) // npts):
+                        index = builder.add(first, builder.mul(step, ir.Constant(step.type, t)))
+                        ptr = builder.bitcast(_address(context, builder, sig.args[0], data, index), ptype)
+                        value = builder.extract_value(tiles, t * npts + p)
+                        if add:
+                            value = builder.fadd(builder.load(ptr, align=align), value)
+                        builder.store(value, ptr, align=align)
             return context.get_dummy_value()
-        return types.none(arr, base, offsets, tile, first, count), codegen
+        return types.none(arr, base, offsets, tile, stride, count), codegen
     writer.__name__ = "tile_add_into" if add else "tile_store"
-    writer.__doc__ = (f"arr.flat[base + offsets[p]:... + lanes] {'+' if add else ''}= tile[first + p] for p < count "
-                      "(first a constant): P vectors of a tile written out, those past `count` (a tile that ran past "
-                      "the last output) left out.")
+    writer.__doc__ = (f"arr.flat[base + offsets[p] + t*stride:... + lanes] {'+' if add else ''}= tile[t*P + p] for "
+                      "p < count: the T*P vectors of a tile written out, the positions past `count` (a tile that ran "
+                      "past the last output) left out.")
     return intrinsic(writer)
 
 
@@ -153,23 +164,83 @@ tile_store, tile_add_into = _tile_writer(False), _tile_writer(True)
 
 
 @intrinsic
-def tile_of(typingctx, vec, count):
-    """A tile of `count` copies of vec (a tuple of Vecs): the accumulators' starting values."""
+def vloads(typingctx, arr, index, lanes, count):
+    """`count` consecutive Vecs, arr.flat[index + t*lanes:... + lanes] for t < count (a constant), as a tuple."""
+    vec, n = Vec(arr.dtype, _lanes(lanes)), _lanes(count)
+
+    def codegen(context, builder, sig, args):
+        out = cgutils.get_null_value(context.get_value_type(sig.return_type))
+        start = context.cast(builder, args[1], sig.args[1], types.intp)
+        for t in range(n):
+            address = _address(context, builder, sig.args[0], args[0], builder.add(start, ir.Constant(start.type,
+                                                                                                       t * vec.lanes)))
+            ptr = builder.bitcast(address, _llvm_type(vec).as_pointer())
+            out = builder.insert_value(out, builder.load(ptr, align=arr.dtype.bitwidth // 8), t)
+        return out
+    return types.UniTuple(vec, n)(arr, index, lanes, count), codegen
+
+
+@intrinsic
+def tile_of(typingctx, vecs, count):
+    """A tile of T*count accumulators from a tuple of T Vecs: tile[t*count + p] = vecs[t], the starting values."""
+    n, nvec = _lanes(count), len(vecs)
+
+    def codegen(context, builder, sig, args):
+        out = cgutils.get_null_value(context.get_value_type(sig.return_type))
+        for t in range(nvec):
+            vec = builder.extract_value(args[0], t)
+            for p in range(n):
+                out = builder.insert_value(out, vec, t * n + p)
+        return out
+    return types.UniTuple(vecs.dtype, nvec * n)(vecs, count), codegen
+
+
+@intrinsic
+def gather(typingctx, arr, start, scale, count):
+    """The tuple arr[min(start + i, last)] * scale for i < count (a constant): a tile's offsets, the last element
+    repeated for a tile that runs past the end of arr (an int array)."""
     n = _lanes(count)
 
     def codegen(context, builder, sig, args):
         out = cgutils.get_null_value(context.get_value_type(sig.return_type))
+        first = context.cast(builder, args[1], sig.args[1], types.intp)
+        factor = context.cast(builder, args[2], sig.args[2], types.intp)
+        shape = cgutils.unpack_tuple(builder, context.make_array(sig.args[0])(context, builder, args[0]).shape)
+        last = builder.sub(shape[0], ir.Constant(first.type, 1))
         for i in range(n):
-            out = builder.insert_value(out, args[0], i)
+            index = builder.add(first, ir.Constant(first.type, i))
+            index = builder.select(builder.icmp_signed("<", index, last), index, last)
+            value = builder.load(_address(context, builder, sig.args[0], args[0], index))
+            value = context.cast(builder, value, sig.args[0].dtype, types.intp)
+            out = builder.insert_value(out, builder.mul(value, factor), i)
         return out
-    return types.UniTuple(vec, n)(vec, count), codegen
+    return types.UniTuple(types.intp, n)(arr, start, scale, count), codegen
 
 
-def with_lanes(fn, lanes):
-    """A copy of fn, named fn_<lanes> (Numba's disk cache is keyed by name), that sees the global LANES = lanes."""
-    env = dict(fn.__globals__, LANES=lanes)
-    copy = pytypes.FunctionType(fn.__code__, env, f"{fn.__name__}_{lanes}", fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = f"{fn.__qualname__}_{lanes}"
+@intrinsic
+def spaced(typingctx, start, last, scale, shift, count):
+    """The tuple shift + min(start + i, last) * scale for i < count (a constant): a tile's offsets at equal
+    spacing, the last repeated past `last`."""
+    n = _lanes(count)
+
+    def codegen(context, builder, sig, args):
+        out = cgutils.get_null_value(context.get_value_type(sig.return_type))
+        first, end, factor, base = (context.cast(builder, a, t, types.intp) for a, t in zip(args[:4], sig.args[:4]))
+        for i in range(n):
+            index = builder.add(first, ir.Constant(first.type, i))
+            index = builder.select(builder.icmp_signed("<", index, end), index, end)
+            out = builder.insert_value(out, builder.add(base, builder.mul(index, factor)), i)
+        return out
+    return types.UniTuple(types.intp, n)(start, last, scale, shift, count), codegen
+
+
+def with_constants(fn, **constants):
+    """A copy of fn that sees the given globals (LANES=16, TILE=8, ...) as compile-time constants, named
+    fn_<value>_<value>... (Numba's disk cache is keyed by name)."""
+    env = dict(fn.__globals__, **constants)
+    suffix = "_".join(str(value) for value in constants.values())
+    copy = pytypes.FunctionType(fn.__code__, env, f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
     copy.__doc__ = fn.__doc__
     return copy
 
