@@ -73,7 +73,7 @@ def test_conv2d_paths_agree_with_the_reference(monkeypatch, case, path, dtype, d
     forced = settings.pop("path")
     if forced == "pointwise" and (w_shape[2:] != (1, 1) or padding != 0):
         pytest.skip("the pointwise path is for 1x1 kernels without padding")
-    if forced in ("direct", "tiled") and stride != 1:
+    if forced == "direct" and stride != 1:
         pytest.skip("the direct kernels are for stride 1")
     if forced == "tiled" and device == "cuda":
         pytest.skip("register tiles are the CPU's")
@@ -113,11 +113,16 @@ def test_conv_path_choices():
     layers = {((64, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1): "tiled",           # LeNet-5's conv1
               ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1): "tiled",          # and conv2
               ((8, 512, 4, 4), (512, 512, 3, 3), 1, 1, 1): "im2col",       # ResNet's last stage on small maps
-              ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1): "im2col",        # ResNet's first layer, stride 2
+              ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, 1): "tiled",         # ResNet's first layer, stride 2
+              ((8, 64, 16, 16), (128, 64, 3, 3), 2, 1, 1): "tiled",        # a stride-2 3x3 to an 8x8 map
+              ((8, 256, 4, 4), (512, 256, 3, 3), 2, 1, 1): "im2col",       # and to a 2x2 one
               ((8, 256, 14, 14), (256, 256, 1, 1), 1, 0, 1): "pointwise",  # a bottleneck's 1x1
               ((8, 512, 7, 7), (2048, 512, 1, 1), 1, 0, 1): "im2col",      # and on a small map
               ((8, 64, 16, 16), (128, 64, 1, 1), 2, 0, 1): "im2col",       # a ResNet shortcut, stride 2
               ((8, 64, 16, 16), (128, 64, 1, 1), 1, 1, 1): "im2col",       # a padded 1x1
+              ((8, 128, 4, 4), (32, 128, 3, 3), 1, 1, 1): "tiled",         # DenseNet's 3x3 on a 4x4 map
+              ((8, 128, 2, 2), (32, 128, 3, 3), 1, 1, 1): "im2col",        # and on a 2x2 one
+              ((8, 256, 4, 4), (256, 256, 3, 3), 1, 1, 1): "im2col",       # ResNet's on a 4x4 map
               ((8, 32, 9, 9), (32, 1, 3, 3), 1, 1, 32): "direct",          # depthwise
               ((0, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1): "empty"}
     for (x_shape, w_shape, s, p, g), path in layers.items():

@@ -15,7 +15,7 @@ implementations compute the same numbers (the tests hold them to the reference);
 - im2col: the reference's method on Numba or CUDA kernels, the batch in chunks whose im2col matrix stays under
   CHUNK_BYTES, so memory stays bounded however large the batch;
 - direct: at stride 1, kernels that sum each output's inputs in place, without an im2col matrix;
-- tiled (CPU): direct, with a tile of outputs held in SIMD registers (kernels_cpu/conv_tiled.py).
+- tiled (CPU): direct, at any stride, with a tile of outputs held in SIMD registers (kernels_cpu/conv_tiled.py).
 
 Why each is fast, and the measurements behind the thresholds, are in benchmarks/PERFORMANCE.md.
 """
@@ -28,7 +28,10 @@ from ._utils import check_4d, is_int, kernels_for, pair
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}  # the im2col matrix of one chunk of the batch, at most
 DIRECT_TAPS = 32        # at stride 1, direct kernels where each output sums at most this many inputs (C/G*KH*KW)
-TILED_POSITIONS = 64    # on the CPU at stride 1, direct kernels also on maps of at least this many outputs (OH*OW)
+TILED_POSITIONS = 64    # on the CPU, direct kernels also on maps of at least this many outputs (OH*OW, any stride),
+SMALL_MAP_POSITIONS = 9  # ... and on maps of at least this many where a window has at most SMALL_MAP_TAPS inputs
+SMALL_MAP_TAPS = 1152    # (C/G*KH*KW) and a group at most SMALL_MAP_OUTPUTS outputs
+SMALL_MAP_OUTPUTS = 64
 PLANE_TAPS = 16         # on the CPU, register tiles need more inputs per output than this ...
 PLANE_OUTPUTS = 4       # ... and more outputs per group than this (else the direct kernels go plane by plane)
 POINTWISE_POSITIONS = 196  # 1x1 kernels at stride 1 without padding: one product per image on maps this large
@@ -45,12 +48,14 @@ def conv_path(geom, device="cpu"):
     if (geom.KH, geom.KW) == (1, 1):  # im2col copies each pixel once, then one product for the whole batch
         large = geom.OH * geom.OW >= POINTWISE_POSITIONS
         return "pointwise" if large and (geom.PH, geom.PW, geom.SH, geom.SW) == (0, 0, 1, 1) else "im2col"
-    if (geom.SH, geom.SW) != (1, 1) or not (
-            geom.taps <= DIRECT_TAPS or (cpu and geom.OH * geom.OW >= TILED_POSITIONS)):
-        return "im2col"
-    if cpu and geom.taps > PLANE_TAPS and geom.K // geom.G > PLANE_OUTPUTS:
+    positions, outputs = geom.OH * geom.OW, geom.K // geom.G
+    stride_1 = (geom.SH, geom.SW) == (1, 1)
+    few_taps = stride_1 and geom.taps <= DIRECT_TAPS
+    large = cpu and (positions >= TILED_POSITIONS or (positions >= SMALL_MAP_POSITIONS and geom.taps <= SMALL_MAP_TAPS
+                                                      and outputs <= SMALL_MAP_OUTPUTS))
+    if cpu and geom.taps > PLANE_TAPS and outputs > PLANE_OUTPUTS and (large or few_taps):
         return "tiled"
-    return "direct"
+    return "direct" if few_taps or (stride_1 and large) else "im2col"
 
 
 class Conv2d(Function):

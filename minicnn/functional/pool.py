@@ -11,7 +11,7 @@ import numpy as np
 from .. import geometry
 from ..autograd import Function
 from ..backend import xp_of
-from ._utils import check_4d, check_float, kernels_for, pair
+from ._utils import FLOAT_KERNEL_DTYPES, check_4d, check_float, kernels_for, pair
 
 
 class _Pool2d(Function):
@@ -118,9 +118,10 @@ def _bin_means(x, axis, n_out):
 
 
 class AdaptiveAvgPool2d(Function):
-    """Average pooling to a fixed output size (OH, OW), bin by bin along H, then along W. As a matrix product,
+    """Average pooling to a fixed output size (OH, OW), bin by bin along H, then along W (where the sizes divide,
+    the bins are equal: average pooling with the bin as window and stride). As a matrix product,
     y = A_h x A_w^T with averaging matrices, so backward is grad_x = A_h^T grad_y A_w. Saved for backward: the
-    two matrices."""
+    input's size."""
 
     def __init__(self, output_size):
         self.output_size = pair("adaptive_avg_pool2d", "output_size", output_size, 1)
@@ -131,13 +132,19 @@ class AdaptiveAvgPool2d(Function):
         if x.shape[2] * x.shape[3] == 0:
             raise ValueError(f"adaptive_avg_pool2d: expected feature maps of at least one pixel, got input "
                              f"{tuple(x.shape)}")
-        xp, (oh, ow) = xp_of(x), self.output_size
-        self.ah = xp.asarray(_bins(x.shape[2], oh)[2], dtype=x.dtype)
-        self.aw = xp.asarray(_bins(x.shape[3], ow)[2], dtype=x.dtype)
+        (oh, ow), (h, w) = self.output_size, x.shape[2:]
+        self.size = (h, w)
+        if h % oh == 0 and w % ow == 0 and x.dtype in FLOAT_KERNEL_DTYPES:  # equal bins: average pooling
+            window = (h // oh, w // ow)
+            geom = geometry.Pool2d.of(x.shape, window, window, (0, 0), False)
+            return kernels_for(x).avg_pool2d_forward(x, geom, True)
         return _bin_means(_bin_means(x, 2, oh), 3, ow)
 
     def backward(self, grad_y):
-        return self.ah.T @ grad_y @ self.aw
+        xp, (oh, ow), (h, w) = xp_of(grad_y), self.output_size, self.size
+        ah = xp.asarray(_bins(h, oh)[2], dtype=grad_y.dtype)
+        aw = xp.asarray(_bins(w, ow)[2], dtype=grad_y.dtype)
+        return ah.T @ grad_y @ aw
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):

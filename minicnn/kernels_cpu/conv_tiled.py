@@ -1,4 +1,4 @@
-"""Register-tiled direct convolution at stride 1, for layers with many inputs per output (LeNet's conv2: 150) on
+"""Register-tiled direct convolution at any stride, for layers with many inputs per output (LeNet's conv2: 150) on
 maps of 64 or more positions, where im2col + BLAS loses: the im2col matrix copies every pixel KH*KW times, and a
 product with only 16 output channels runs far below BLAS's speed.
 
@@ -179,22 +179,24 @@ def _weight_lanes(w, groups, lanes):
     return np.ascontiguousarray(padded.reshape(groups, blocks, lanes, -1).transpose(0, 1, 3, 2))
 
 
-def _offsets(x_shape, cin, kh, kw, dh, dw, oh, ow):
-    """Window starts of the OH x OW outputs in a padded plane (Hp, Wp) of x, and where each of a window's cin*KH*KW
-    inputs sits from its start: c*Hp*Wp + r*DH*Wp + s*DW (the first KH*KW are the taps within one plane)."""
+def _offsets(x_shape, geom):
+    """Window starts of the OH x OW outputs in a padded plane (Hp, Wp) of x, i*SH*Wp + j*SW, and where each of a
+    window's C/G*KH*KW inputs sits from its start: c*Hp*Wp + r*DH*Wp + s*DW (the first KH*KW are the taps within
+    one plane)."""
     hp, wp = x_shape[2:]
-    pos = (np.arange(oh)[:, None] * wp + np.arange(ow)).ravel()
-    taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw) * dw).ravel()
-    return pos, (np.arange(cin)[:, None] * hp * wp + taps).ravel()
+    pos = (np.arange(geom.OH)[:, None] * geom.SH * wp + np.arange(geom.OW) * geom.SW).ravel()
+    taps = (np.arange(geom.KH)[:, None] * geom.DH * wp + np.arange(geom.KW) * geom.DW).ravel()
+    return pos, (np.arange(geom.C // geom.G)[:, None] * hp * wp + taps).ravel()
 
 
 def conv_tiled(x_padded, w, b, geom):
-    """conv_direct's contract (stride 1, y (N, K, OH, OW) with the bias b) on the register-tiled kernel."""
+    """conv_direct's contract (y (N, K, OH, OW) with the bias b, from the padded x), at any stride, on the
+    register-tiled kernel."""
     cg, kg = geom.C // geom.G, geom.K // geom.G
     hp, wp = x_padded.shape[2:]
     shape = _tile("forward", lanes_for(x_padded.itemsize, kg), kg)
     width = shape[0] * shape[2]
-    pos, reach = _offsets(x_padded.shape, cg, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH, geom.OW)
+    pos, reach = _offsets(x_padded.shape, geom)
     bias = _weight_lanes(b.reshape(geom.K, 1), geom.G, width).reshape(geom.G, -1, width)
     y = _CORRELATE[shape](np.ascontiguousarray(x_padded).reshape(-1), _weight_lanes(w, geom.G, width), bias, cg,
                           hp * wp, pos, reach, kg)
@@ -208,7 +210,7 @@ def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
     taken two at a time, so an odd count gets a zero tap (at the last one's place)."""
     cg, kg = geom.C // geom.G, geom.K // geom.G
     hp, wp = x_padded.shape[2:]
-    pos, reach = _offsets(x_padded.shape, cg, geom.KH, geom.KW, geom.DH, geom.DW, geom.OH, geom.OW)
+    pos, reach = _offsets(x_padded.shape, geom)
     weight_shape = _tile("weight", lanes_for(grad_y.itemsize, kg), kg)
     gl = _lanes_of(np.ascontiguousarray(grad_y), geom.G, weight_shape[0] * weight_shape[2], geom.OW)
     kl = gl.shape[3]
