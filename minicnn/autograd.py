@@ -296,7 +296,9 @@ class Function:
     """One node of the graph: `forward(*arrays)` and `backward(grad)` on raw NumPy/CuPy arrays.
 
     Subclasses take their hyper-parameters in `__init__`, store on `self` what `backward` needs, and return from
-    `backward` one gradient (or None) per input. `Function.apply` does the bookkeeping.
+    `backward` one gradient (or None) per input. `Function.apply` does the bookkeeping; it sets
+    `needs_input_grad` (one bool per input) before `forward`, all False where no graph is recorded (under no_grad,
+    or no input requires a gradient), so that forward can skip what only backward would use.
     """
 
     def forward(self, *arrays):
@@ -315,10 +317,11 @@ class Function:
                 if t.device != dev:
                     raise ValueError(f"{cls.__name__.lower()}: all inputs must be on one device, got {dev} and "
                                      f"{t.device}")
+        recording = _grad_enabled and any(t.requires_grad for t in tensors)
+        fn.needs_input_grad = tuple(recording and t.requires_grad for t in tensors)
         out = fn.forward(*(t.data for t in tensors))
-        if _grad_enabled and any(t.requires_grad for t in tensors):
+        if recording:
             fn.inputs = tensors
-            fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
             if _record_hook is not None:
                 _record_hook(fn)
             result = Tensor(out, _ctx=fn)

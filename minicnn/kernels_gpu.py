@@ -147,6 +147,11 @@ def max_pool2d_forward(x, geom):
     return out, argmax
 
 
+def max_pool2d_values(x, geom):
+    """y alone: the forward kernel's maxima (its argmax costs little on a GPU)."""
+    return max_pool2d_forward(x, geom)[0]
+
+
 def max_pool2d_backward(grad_y, argmax, geom):
     grad_y = cp.ascontiguousarray(grad_y)
     grad_x = cp.empty((geom.N, geom.C, geom.H, geom.W), dtype=grad_y.dtype)

@@ -124,3 +124,46 @@ def test_max_pool_2x2_kernel_matches_the_general_one(dtype):
         np.testing.assert_array_equal(fast[0], got[0])
         np.testing.assert_array_equal(fast[1], got[1])
     assert fast[1][1, 0, 0, 0] == 9 and fast[1][2, 1, 1, 2] == 3 * 9 + 5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window", [(3, 2, 1, False), (3, 2, 1, True), (2, 2, 0, True), (3, 1, 1, False),
+                                    (5, 3, 2, True), (1, 1, 0, False)])
+def test_max_pool_values_match_the_forward_kernel_and_the_reference(dtype, window):
+    """The kernel without argmax (no gradient asked for) gives the maxima of the forward kernel and of the
+    reference: with padding, ceil mode's last window, NaN (wins), -inf and odd sizes."""
+    from minicnn import geometry, reference
+    from minicnn.kernels_cpu import pool
+    kernel, stride, padding, ceil = window
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 11)).astype(dtype)
+    x[0, 0, :3, :3] = -np.inf
+    x[0, 1, 4, 5] = np.nan
+    x[1, 2, 8, 10] = np.nan
+    geom = geometry.Pool2d.of(x.shape, (kernel, kernel), (stride, stride), (padding, padding), ceil)
+    got = pool.max_pool2d_values(x, geom)
+    np.testing.assert_array_equal(got, pool.max_pool2d_forward(x, geom)[0])
+    np.testing.assert_array_equal(got, reference.max_pool2d_values(x, geom))
+    np.testing.assert_array_equal(got, reference.max_pool2d_forward(x, geom)[0])
+
+
+def test_max_pool_keeps_no_argmax_where_no_gradient_is_asked_for(monkeypatch):
+    """Under no_grad (or for an input that needs no gradient) the forward runs the kernel without argmax; with a
+    gradient it keeps the argmax for backward. Both give the same maxima."""
+    import minicnn as mc
+    from minicnn.functional import pool as fpool
+    x = np.random.default_rng(1).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    kept = []
+    apply = fpool.MaxPool2d.forward
+
+    def spy(self, data):
+        y = apply(self, data)
+        kept.append(hasattr(self, "argmax"))
+        return y
+    monkeypatch.setattr(fpool.MaxPool2d, "forward", spy)
+    with mc.no_grad():
+        a = mc.functional.max_pool2d(mc.tensor(x, requires_grad=True), 3, 2, 1)
+    b = mc.functional.max_pool2d(mc.tensor(x), 3, 2, 1)
+    c = mc.functional.max_pool2d(mc.tensor(x, requires_grad=True), 3, 2, 1)
+    assert kept == [False, False, True]
+    np.testing.assert_array_equal(a.numpy(), c.numpy())
+    np.testing.assert_array_equal(b.numpy(), c.numpy())

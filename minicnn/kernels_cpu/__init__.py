@@ -23,15 +23,15 @@ from .conv_tiled import conv_tiled, conv_tiled_backward
 from .norm import batch_norm_apply, batch_norm_backward, batch_norm_stats
 from .optim import sgd_step
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward,
-                   global_max_pool2d_backward, global_max_pool2d_forward, max_pool2d_backward, max_pool2d_forward)
+                   global_max_pool2d_backward, global_max_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
+                   max_pool2d_values)
 from .roi import roi_align_backward, roi_align_forward, roi_pool_backward, roi_pool_forward
 
 __all__ = ["im2col", "col2im", "im2col_shifted", "col2im_shifted", "conv_direct", "conv_direct_backward",
            "conv_direct_weight", "conv_direct_input", "conv_tiled", "conv_tiled_backward", "max_pool2d_forward",
-           "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward",
-           "global_avg_pool2d_backward", "global_max_pool2d_forward", "global_max_pool2d_backward",
-           "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "lrn_forward", "lrn_backward",
-           "leaky_relu_forward", "leaky_relu_backward", "dropout_forward", "cross_entropy_forward",
-           "cross_entropy_backward", "sgd_step",
-           "roi_pool_forward", "roi_pool_backward", "roi_align_forward", "roi_align_backward",
-           "nms_mask", "nms_keep"]
+           "max_pool2d_values", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+           "global_avg_pool2d_forward", "global_avg_pool2d_backward", "global_max_pool2d_forward",
+           "global_max_pool2d_backward", "batch_norm_stats", "batch_norm_apply", "batch_norm_backward", "lrn_forward",
+           "lrn_backward", "leaky_relu_forward", "leaky_relu_backward", "dropout_forward", "cross_entropy_forward",
+           "cross_entropy_backward", "sgd_step", "roi_pool_forward", "roi_pool_backward", "roi_align_forward",
+           "roi_align_backward", "nms_mask", "nms_keep"]

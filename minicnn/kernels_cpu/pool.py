@@ -22,6 +22,41 @@ def max_pool2d_forward(x, geom):
     return _max_pool(x, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW, geom.OH, geom.OW)
 
 
+def max_pool2d_values(x, geom):
+    """y alone, for a forward that keeps no argmax (no gradient asked for): the maximum of each window, NaN where
+    the window holds one, in two passes: each output row's KH input rows reduced to one (a vectorised loop over
+    the row), then the KW columns of each window."""
+    return _max_pool_values(x, geom.KH, geom.KW, geom.SH, geom.SW, geom.PH, geom.PW, geom.OH, geom.OW)
+
+
+@cpu_kernel()
+def _max_pool_values(x, kh, kw, sh, sw, ph, pw, oh, ow):
+    """`row` holds one output row's column maxima, -inf in the padding (and past the right edge in ceil mode)."""
+    n, c, h, w = x.shape
+    out = np.empty((n * c, oh * ow), dtype=x.dtype)
+    xf = np.ascontiguousarray(x).reshape(n * c, h * w)
+    width = max(w + 2 * pw, (ow - 1) * sw + kw)
+    for plane in prange(n * c):
+        src, dst = xf[plane], out[plane]
+        row = np.full(width, -np.inf, dtype=x.dtype)
+        cols = row[pw:pw + w]
+        for i in range(oh):
+            h0, h1 = _window(i, sh, ph, kh, h)
+            cols[:] = src[h0 * w:(h0 + 1) * w]
+            for y in range(h0 + 1, h1):
+                line = src[y * w:(y + 1) * w]
+                for j in range(w):
+                    v, best = line[j], cols[j]
+                    cols[j] = v if _take(v, best) else best
+            for j in range(ow):
+                best = row[j * sw]
+                for s in range(1, kw):
+                    v = row[j * sw + s]
+                    best = v if _take(v, best) else best
+                dst[i * ow + j] = best
+    return out.reshape(n, c, oh, ow)
+
+
 @njit(inline="always")
 def _take(v, best):
     """Whether v replaces the running maximum best: it is larger, or NaN (a later NaN replaces an earlier one)."""

@@ -52,6 +52,11 @@ def max_pool2d_forward(x, geom):
     return y, (row * geom.W + col).astype(np.int32)
 
 
+def max_pool2d_values(x, geom):
+    """y alone: the maximum of each window (NaN where the window holds one)."""
+    return _taps(_padded(x, geom, -np.inf), geom).max(axis=0)
+
+
 def max_pool2d_backward(grad_y, argmax, geom):
     """grad_x: each window's gradient added to the pixel it chose (a pixel chosen by several windows gets the
     sum)."""
