@@ -26,8 +26,8 @@ from numba import prange
 
 from . import simd
 from ._jit import cpu_kernel
-from .simd import LANE_COUNTS, gather, lanes_for, spaced, tile_add_into, tile_fma, tile_of, tile_store, vload, \
-    vloads, vzeros, with_constants
+from .simd import (LANE_COUNTS, gather, lanes_for, spaced, tile_add_into, tile_fma, tile_load, tile_of, tile_store,
+                   vload, vloads, vzeros, with_constants)
 
 LANES = 16  # each compiled copy of a kernel sees its own LANES, TILE and VECS (with_constants)
 TILE = 8    # outputs (or inputs) per row of a register tile
@@ -38,29 +38,32 @@ TILES = {64: {"forward": (8, 2), "weight": (8, 2), "input": (8, 1)},
          32: {"forward": (6, 2), "weight": (6, 2), "input": (6, 1)},
          16: {"forward": (6, 2), "weight": (6, 2), "input": (6, 1)}}
 WEIGHT_CHUNK = 4096  # output positions per partial sum of dW (a chunk of images; partials summed in order)
+INPUT_CHUNK = 128    # inputs (c, r, s) per pass of the forward over an image's tiles
 
 
 def _correlate(x, w, bias, cin, plane, pos, reach, kg):
     """y[n, g*kg + k, p] = bias[g, k] + sum_j w[g, k // V, j, k % V] x.flat[(n*G + g)*cin*plane + pos[p] + reach[j]]
     (j = c*T + t runs over a window's inputs; V = VECS*LANES): one thread per image, group and block of V
     channels. Each tile of TILE outputs x VECS vectors starts its accumulators from the bias and adds, input by
-    input, the weight vectors times each output's pixel; the tiles go into a channels-last buffer of the image's
-    outputs, copied out plane by plane."""
+    input, the weight vectors times each output's pixel, INPUT_CHUNK inputs at a time (every tile of the image
+    takes a chunk's weights, which then stay in cache, before the next chunk; the tiles wait in between in a
+    channels-last buffer of the image's outputs, which is copied out plane by plane at the end)."""
     groups, blocks, npos = w.shape[0], w.shape[1], pos.size
-    width = VECS * LANES
+    width, count = VECS * LANES, reach.size
     n = x.size // (groups * cin * plane)
     y = np.empty((n, groups * kg, npos), dtype=x.dtype)
     steps = spaced(0, TILE - 1, width, 0, TILE)
     for unit in prange(n * groups * blocks):
         b, g, kb = unit // (groups * blocks), (unit // blocks) % groups, unit % blocks
-        wk, out = w[g, kb].ravel(), np.empty(npos * width, dtype=x.dtype)
+        wk, out = w[g, kb].ravel(), np.empty((npos + TILE - 1) // TILE * TILE * width, dtype=x.dtype)
         base, start = (b * groups + g) * cin * plane, vloads(bias[g, kb], 0, LANES, VECS)
-        for p0 in range(0, npos, TILE):
-            acc = tile_of(start, TILE)
-            windows = gather(pos, p0, 1, TILE)
-            for j in range(reach.size):
-                acc = tile_fma(acc, x, base + reach[j], windows, vloads(wk, j * width, LANES, VECS))
-            tile_store(out, p0 * width, steps, acc, LANES, npos - p0)
+        for j0 in range(0, count, INPUT_CHUNK):
+            for p0 in range(0, npos, TILE):
+                acc = tile_of(start, TILE) if j0 == 0 else tile_load(out, p0 * width, steps, LANES, LANES, VECS)
+                windows = gather(pos, p0, 1, TILE)
+                for j in range(j0, min(count, j0 + INPUT_CHUNK)):
+                    acc = tile_fma(acc, x, base + reach[j], windows, vloads(wk, j * width, LANES, VECS))
+                tile_store(out, p0 * width, steps, acc, LANES, TILE)
         for lane in range(min(width, kg - kb * width)):
             dst = y[b, g * kg + kb * width + lane]
             for q in range(npos):

@@ -164,6 +164,29 @@ tile_store, tile_add_into = _tile_writer(False), _tile_writer(True)
 
 
 @intrinsic
+def tile_load(typingctx, arr, base, offsets, stride, lanes, count):
+    """The tile that tile_store wrote: T = count (a constant) vectors of `lanes` per offset, tile[t*P + p] =
+    arr.flat[base + offsets[p] + t*stride:... + lanes] (P offsets)."""
+    vec, nvec, npts = Vec(arr.dtype, _lanes(lanes)), _lanes(count), len(offsets)
+
+    def codegen(context, builder, sig, args):
+        data, at, offs, step = args[:4]
+        ptype, align = _llvm_type(vec).as_pointer(), vec.dtype.bitwidth // 8
+        at = context.cast(builder, at, sig.args[1], types.intp)
+        step = context.cast(builder, step, sig.args[3], types.intp)
+        out = cgutils.get_null_value(context.get_value_type(sig.return_type))
+        for p in range(npts):
+            first = builder.add(at, context.cast(builder, builder.extract_value(offs, p), sig.args[2].dtype,
+                                                 types.intp))
+            for t in range(nvec):
+                index = builder.add(first, builder.mul(step, ir.Constant(step.type, t)))
+                ptr = builder.bitcast(_address(context, builder, sig.args[0], data, index), ptype)
+                out = builder.insert_value(out, builder.load(ptr, align=align), t * npts + p)
+        return out
+    return types.UniTuple(vec, nvec * npts)(arr, base, offsets, stride, lanes, count), codegen
+
+
+@intrinsic
 def vloads(typingctx, arr, index, lanes, count):
     """`count` consecutive Vecs, arr.flat[index + t*lanes:... + lanes] for t < count (a constant), as a tuple."""
     vec, n = Vec(arr.dtype, _lanes(lanes)), _lanes(count)
