@@ -80,10 +80,11 @@ def test_parallel_variant_compiled_by_a_second_process_on_a_fresh_cache(tmp_path
 
 def test_register_tile_intrinsics():
     """tile_fma adds an outer product (P broadcast scalars x T vectors) to a tile; tile_store and tile_add_into
-    write its T*P vectors, vector t of row p at offsets[p] + t*stride, rows past `count` left out; gather and
-    spaced build offset tuples that repeat the last one past the end."""
+    write its T*P vectors, vector t of row p at offsets[p] + t*stride, rows past `count` left out, and tile_load
+    reads them back; gather and spaced build offset tuples that repeat the last one past the end."""
     from numba import njit
-    from minicnn.kernels_cpu.simd import gather, spaced, tile_add_into, tile_fma, tile_of, tile_store, vloads, vzeros
+    from minicnn.kernels_cpu.simd import (gather, spaced, tile_add_into, tile_fma, tile_load, tile_of, tile_store,
+                                         vloads, vzeros)
 
     @njit
     def run(x, w, out, four, at):  # offsets are run-time ints in the kernels
@@ -92,6 +93,8 @@ def test_register_tile_intrinsics():
             acc = tile_fma(acc, x, i, gather(at, 0, 1, 3), vloads(w, 0, 4, 2))
         tile_store(out, 0, spaced(0, 1, 2 * four, 0, 3), acc, four, 3)  # the third row repeats the second
         tile_add_into(out, 0, spaced(0, 2, 2 * four, 0, 3), acc, four, 1)
+        back = tile_load(out, 0, spaced(0, 2, 2 * four, 0, 3), four, 4, 2)  # what the rows hold now
+        tile_store(out, 0, spaced(0, 2, 2 * four, 0, 3), back, four, 3)   # written back unchanged
         return gather(at, 1, 2, 3), spaced(4, 5, 3, 1, 3)
 
     x, w, at = np.arange(10.0), np.arange(8.0), np.array([0, 5, 7])
