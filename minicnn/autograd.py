@@ -330,9 +330,24 @@ class Function:
         return Tensor(out)
 
 
-def _accumulate(leaf, grad):
-    if leaf.grad is None:  # a copy: backward may hand one array to several inputs, or a read-only broadcast view
-        leaf.grad = Tensor(grad.copy())
+def _buffer(a):
+    """The array that owns a's memory (a itself, or the base its view chain ends in)."""
+    while getattr(a, "base", None) is not None and hasattr(a.base, "shape"):
+        a = a.base
+    return a
+
+
+def _accumulate(leaf, grad, shared=None):
+    """Add grad into leaf.grad. The first gradient is kept as it is when it is a whole, writable buffer that
+    nothing else was given (`shared`: the buffers already handed out in this backward, which this one joins);
+    otherwise, a copy: backward may hand one array to several inputs, or a read-only broadcast view."""
+    if leaf.grad is None:
+        buffer = _buffer(grad)
+        own = (shared is not None and id(buffer) not in shared and buffer.size == grad.size
+               and grad.flags.c_contiguous and grad.flags.writeable)
+        if shared is not None:
+            shared.add(id(buffer))
+        leaf.grad = Tensor(grad if own else grad.copy())
         return
     held = leaf.grad.data if isinstance(leaf.grad, Tensor) else None
     if held is None or held.shape != grad.shape or backend.device_of(held) != backend.device_of(grad):
@@ -396,6 +411,7 @@ def _topological_order(root):
 
 def run_backward(root, grad, retain_graph=False):
     grads = {id(root): grad}
+    shared = {id(_buffer(grad))}  # buffers handed out: a leaf keeps its first gradient uncopied only if not here
     for node in _topological_order(root):
         g = grads.pop(id(node), None)
         if g is None:
@@ -404,9 +420,10 @@ def run_backward(root, grad, retain_graph=False):
             if gi is None:
                 continue
             if t._ctx is None:
-                _accumulate(t, gi)
+                _accumulate(t, gi, shared)
             else:
                 key = id(t._ctx)
                 grads[key] = gi if key not in grads else grads[key] + gi
+                shared.add(id(_buffer(grads[key])))
         if not retain_graph:
             node.__dict__.clear()

@@ -155,3 +155,25 @@ def test_truth_value_of_a_tensor():
     assert mc.tensor([2.0]) > 1 and not (mc.tensor(0.0) > 1)
     with pytest.raises(ValueError, match="truth value of a tensor with 3 elements is ambiguous"):
         bool(mc.tensor([1.0, 2.0, 3.0]) > 0)
+
+
+def test_leaf_gradients_never_share_memory_with_each_other_or_the_caller():
+    """A leaf keeps a gradient buffer uncopied only when nothing else was given it: two leaves handed the same array
+    (an addition), a view of the caller's gradient (a reshape), a read-only broadcast (a sum) each get a copy;
+    a product's fresh gradient is kept as it is."""
+    x, y = mc.tensor(np.ones(3), requires_grad=True), mc.tensor(np.ones(3), requires_grad=True)
+    (x + y).backward(mc.tensor(np.ones(3)))
+    assert not np.shares_memory(x.grad.numpy(), y.grad.numpy())
+    g = np.ones(6)
+    z = mc.tensor(np.zeros((2, 3)), requires_grad=True)
+    z.reshape(-1).backward(g)
+    g[0] = 5.0
+    assert z.grad.numpy()[0, 0] == 1.0
+    s = mc.tensor(np.zeros(4), requires_grad=True)
+    s.sum().backward()
+    assert s.grad.numpy().flags.writeable
+    a, b = mc.tensor(np.ones((2, 2)), requires_grad=True), mc.tensor(np.full((2, 2), 3.0), requires_grad=True)
+    (a @ b).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), 6.0)
+    np.testing.assert_array_equal(b.grad.numpy(), 2.0)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
