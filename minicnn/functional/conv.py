@@ -224,13 +224,15 @@ class _Layout:
     In the shifted layout (stride 1) a chunk is zero-padded once and every output row is computed at the padded
     width Wp instead of OW (the Wp - OW extra columns per row are junk, dropped from the output, and zero in the
     output gradient): row (c, r, s) of the matrix is then one contiguous span of each padded image. Otherwise the
-    general im2col, with exactly OW columns per output row."""
+    general im2col, with exactly OW columns per output row. A 1x1 kernel at stride 1 without padding needs neither:
+    its matrix is the chunk itself with channels first (a transposed copy)."""
 
     def __init__(self, x, geom):
         self.xp, self.kern, self.geom = xp_of(x), kernels_for(x), geom
         wp = geom.W + 2 * geom.PW
         self.shifted = (geom.SH, geom.SW) == (1, 1) and wp < SHIFTED_WIDTH * geom.OW
         self.width = wp if self.shifted else geom.OW  # matrix columns per output row
+        self.one_to_one = (geom.KH, geom.KW, geom.PH, geom.PW, geom.SH, geom.SW) == (1, 1, 0, 0, 1, 1)
         self.chunk_bytes = CHUNK_BYTES[device_of(x).type]
         self.itemsize = x.itemsize
 
@@ -244,6 +246,8 @@ class _Layout:
         return list(zip(bounds[:-1], bounds[1:]))
 
     def im2col(self, x, chunk):
+        if self.one_to_one:  # a 1x1 kernel at stride 1 reads each pixel once: the matrix is x, channels first
+            return self.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(x.shape[1], -1)
         return self.kern.im2col_shifted(_pad(x, chunk), chunk) if self.shifted else self.kern.im2col(x, chunk)
 
     def output(self, Y, n):
@@ -261,9 +265,11 @@ class _Layout:
 
     def col2im(self, grad_cols, chunk):
         """The input gradient chunk (n, C, H, W) from the column gradient."""
+        g = chunk
+        if self.one_to_one:
+            return grad_cols.reshape(g.C, g.N, g.H, g.W).transpose(1, 0, 2, 3)
         if not self.shifted:
             return self.kern.col2im(grad_cols, chunk)
-        g = chunk
         return self.kern.col2im_shifted(grad_cols, chunk)[:, :, g.PH:g.PH + g.H, g.PW:g.PW + g.W]
 
 
