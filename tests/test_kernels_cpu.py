@@ -132,21 +132,24 @@ def test_max_pool_2x2_kernel_matches_the_general_one(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("window", [(3, 2, 1, False), (3, 2, 1, True), (2, 2, 0, True), (3, 1, 1, False),
                                     (5, 3, 2, True), (1, 1, 0, False)])
-def test_max_pool_values_match_the_forward_kernel_and_the_reference(dtype, window):
-    """The kernel without argmax (no gradient asked for) gives the maxima of the forward kernel and of the
-    reference: with padding, ceil mode's last window, NaN (wins), -inf and odd sizes."""
+def test_max_pool_kernels_match_the_reference(dtype, window):
+    """The forward kernel's maxima and argmax, and the kernel without argmax (no gradient asked for), against the
+    reference: with padding, ceil mode's last window, ties across rows and columns (after a ReLU: the first
+    maximum in row-major order wins), NaN (wins; the last one in row-major order), -inf and odd sizes."""
     from minicnn import geometry, reference
     from minicnn.kernels_cpu import pool
     kernel, stride, padding, ceil = window
-    x = np.random.default_rng(0).standard_normal((2, 3, 9, 11)).astype(dtype)
+    x = np.maximum(np.random.default_rng(0).standard_normal((2, 3, 9, 11)), 0).round().astype(dtype)
     x[0, 0, :3, :3] = -np.inf
-    x[0, 1, 4, 5] = np.nan
+    x[0, 1, 4, 5] = x[0, 1, 5, 4] = x[0, 1, 3, 6] = np.nan
     x[1, 2, 8, 10] = np.nan
     geom = geometry.Pool2d.of(x.shape, (kernel, kernel), (stride, stride), (padding, padding), ceil)
-    got = pool.max_pool2d_values(x, geom)
-    np.testing.assert_array_equal(got, pool.max_pool2d_forward(x, geom)[0])
-    np.testing.assert_array_equal(got, reference.max_pool2d_values(x, geom))
-    np.testing.assert_array_equal(got, reference.max_pool2d_forward(x, geom)[0])
+    values, argmax = pool.max_pool2d_forward(x, geom)
+    expected, expected_argmax = reference.max_pool2d_forward(x, geom)
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(argmax, expected_argmax)
+    np.testing.assert_array_equal(pool.max_pool2d_values(x, geom), expected)
+    np.testing.assert_array_equal(reference.max_pool2d_values(x, geom), expected)
 
 
 def test_max_pool_keeps_no_argmax_where_no_gradient_is_asked_for(monkeypatch):

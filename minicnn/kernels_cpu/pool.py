@@ -63,32 +63,52 @@ def _take(v, best):
     return (v > best) | (v != v)
 
 
+@njit(inline="always")
+def _wins(v, i, best, at):
+    """Whether (v, i) replaces (best, at) as a window's maximum and its flat index, whatever order the candidates
+    come in: a NaN wins, the NaN at the larger index over another; otherwise the larger value, the smaller index
+    on a tie. That is the first maximum in row-major order, the last NaN (the sequential scan's _take)."""
+    if v != v:
+        return best == best or i > at
+    return best == best and (v > best or (v == best and i < at))
+
+
 @cpu_kernel()
 def _max_pool(x, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Any window; the running maximum is updated by selects, not branches."""
+    """Any window, in two passes per output row: the KH input rows into one row of column winners (value and flat
+    index, by _take over the rows in order: a vectorised loop), then the KW columns of each window by _wins."""
     n, c, h, w = x.shape
     out = np.empty((n * c, oh * ow), dtype=x.dtype)
     argmax = np.empty((n * c, oh * ow), dtype=np.int32)
     xf = np.ascontiguousarray(x).reshape(n * c, h * w)
-    lowest = np.full(1, -np.inf, dtype=x.dtype)[0]
-    col0, col1 = np.empty(ow, np.int64), np.empty(ow, np.int64)
-    for j in range(ow):
-        col0[j], col1[j] = _window(j, sw, pw, kw, w)
+    width = max(w + 2 * pw, (ow - 1) * sw + kw)
+    outside = np.iinfo(np.int32).max  # the index of a padding column: never the first maximum
     for plane in prange(n * c):
         src, dst, arg = xf[plane], out[plane], argmax[plane]
+        row = np.full(width, -np.inf, dtype=x.dtype)
+        rowarg = np.full(width, outside, dtype=np.int32)
+        cols, colarg = row[pw:pw + w], rowarg[pw:pw + w]
         for i in range(oh):
             h0, h1 = _window(i, sh, ph, kh, h)
+            cols[:] = src[h0 * w:(h0 + 1) * w]
+            for j in range(w):
+                colarg[j] = h0 * w + j
+            for y in range(h0 + 1, h1):
+                line = src[y * w:(y + 1) * w]
+                for j in range(w):
+                    v, best = line[j], cols[j]
+                    take = _take(v, best)
+                    cols[j] = v if take else best
+                    colarg[j] = y * w + j if take else colarg[j]
             for j in range(ow):
-                best = lowest
-                idx = h0 * w + col0[j]
-                for y in range(h0, h1):
-                    for p in range(y * w + col0[j], y * w + col1[j]):
-                        v = src[p]
-                        take = _take(v, best)
-                        best = v if take else best
-                        idx = p if take else idx
+                best, at = row[j * sw], rowarg[j * sw]
+                for s in range(1, kw):
+                    v, i2 = row[j * sw + s], rowarg[j * sw + s]
+                    take = _wins(v, i2, best, at)
+                    best = v if take else best
+                    at = i2 if take else at
                 dst[i * ow + j] = best
-                arg[i * ow + j] = idx
+                arg[i * ow + j] = at
     return out.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
 
 
