@@ -311,7 +311,7 @@ class Function:
     def apply(cls, *inputs, **kwargs):
         fn = cls(**kwargs)
         tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
-        if len(tensors) > 1:
+        if len(tensors) > 1 and not all(type(t.data) is np.ndarray for t in tensors):  # NumPy arrays: all on the CPU
             dev = tensors[0].device
             for t in tensors[1:]:
                 if t.device != dev:

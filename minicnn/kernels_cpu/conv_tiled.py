@@ -19,6 +19,7 @@ Weights and dy are reordered so that a block of VECS*LANES channels is contiguou
 blocks, zero past K/G. Every output (or weight) is written by one thread, whole: no races, the same result on any
 number of threads.
 """
+import functools
 import itertools
 
 import numpy as np
@@ -182,10 +183,11 @@ def _weight_lanes(w, groups, lanes):
     return np.ascontiguousarray(padded.reshape(groups, blocks, lanes, -1).transpose(0, 1, 3, 2))
 
 
+@functools.lru_cache(maxsize=256)
 def _offsets(x_shape, geom):
     """Window starts of the OH x OW outputs in a padded plane (Hp, Wp) of x, i*SH*Wp + j*SW, and where each of a
     window's C/G*KH*KW inputs sits from its start: c*Hp*Wp + r*DH*Wp + s*DW (the first KH*KW are the taps within
-    one plane)."""
+    one plane). Kept per shape (a network asks for the same few every step); callers only read them."""
     hp, wp = x_shape[2:]
     pos = (np.arange(geom.OH)[:, None] * geom.SH * wp + np.arange(geom.OW) * geom.SW).ravel()
     taps = (np.arange(geom.KH)[:, None] * geom.DH * wp + np.arange(geom.KW) * geom.DW).ravel()
