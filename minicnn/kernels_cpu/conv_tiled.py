@@ -38,7 +38,7 @@ VECS = 1    # vectors of LANES channels per column of a register tile
 TILES = {64: {"forward": (8, 2), "weight": (8, 2), "input": (8, 1)},
          32: {"forward": (6, 2), "weight": (6, 2), "input": (6, 1)},
          16: {"forward": (6, 2), "weight": (6, 2), "input": (6, 1)}}
-WEIGHT_CHUNK = 4096  # output positions per partial sum of dW (a chunk of images; partials summed in order)
+WEIGHT_CHUNK = 1024  # output positions per partial sum of dW (a chunk of images; partials summed in order)
 INPUT_CHUNK = 128    # inputs (c, r, s) per pass of the forward over an image's tiles
 
 
