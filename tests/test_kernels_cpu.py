@@ -78,6 +78,26 @@ def test_parallel_variant_compiled_by_a_second_process_on_a_fresh_cache(tmp_path
         assert lines[1] == "parallel compiled here: 1 loaded: 0"
 
 
+DRAIN_RUN = textwrap.dedent("""
+    import numpy as np
+    from minicnn.kernels_cpu import _compiler, _jit, leaky_relu_forward
+    kernel = _jit.KERNELS["minicnn.kernels_cpu.activation._leaky_relu"]
+    leaky_relu_forward(np.ones(1 << 16, np.float32), np.float32(0.5))  # asks the compiler process for it
+    print("in the cache before drain:", _compiler._cached_before(kernel.parallel))
+    _compiler.drain()
+    print("in the cache after drain:", _compiler._cached_before(kernel.parallel), _compiler._process is None)
+""")
+
+
+def test_drain_waits_for_the_compiler_process(tmp_path):
+    """drain() returns once the compiler process has written what it was asked for into the cache, and has ended
+    (the cold-start benchmark then removes the cache)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), MINICNN_COMPILE_PROCESS="1")
+    out = subprocess.run([sys.executable, "-c", DRAIN_RUN], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["in the cache before drain: False", "in the cache after drain: True True"]
+
+
 def test_register_tile_intrinsics():
     """tile_fma adds an outer product (P broadcast scalars x T vectors) to a tile; tile_store and tile_add_into
     write its T*P vectors, vector t of row p at offsets[p] + t*stride, rows past `count` left out, and tile_load

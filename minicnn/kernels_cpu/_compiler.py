@@ -72,6 +72,18 @@ def _send(name, signature):
         return False
 
 
+def drain():
+    """Wait until the compiler process has compiled every kernel asked of it, and let it exit: for a program that
+    removes its kernel cache when it is done (the cold-start benchmark), which the process would still be writing
+    into."""
+    global _process
+    with _lock:
+        process, _process = _process, None
+    if process is not None:
+        process.stdin.close()
+        process.wait()
+
+
 def _listen(process):
     """Mark each kernel the compiler process reports (compiled, or failed: then it compiles here when called)."""
     for line in process.stdout:
