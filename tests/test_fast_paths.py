@@ -49,6 +49,7 @@ CONV_CASES = {  # name: (x shape, w shape, stride, padding, dilation, groups)
     "1x1-strided-grouped": ((2, 12, 7, 6), (9, 4, 1, 1), 2, 0, 1, 3),
     "33-outputs": ((2, 9, 11, 7), (33, 9, 2, 3), 1, (0, 1), 1, 1),
     "strided": ((2, 3, 13, 12), (8, 3, 7, 7), 2, 3, 1, 1),
+    "strided-dilated-grouped": ((2, 6, 13, 12), (9, 2, 3, 3), (2, 3), (1, 2), (1, 2), 3),
 }
 # A path and the im2col settings it needs: thresholds forced so that the variant named runs.
 CONV_PATHS = {
@@ -92,7 +93,8 @@ def test_conv2d_paths_agree_with_the_reference(monkeypatch, case, path, dtype, d
 
 @pytest.mark.parametrize("register_bytes", [16, 32, 64], ids=["SSE-NEON", "AVX2", "AVX-512"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ["lenet-conv1", "lenet-conv2", "grouped-dilated", "33-outputs"])
+@pytest.mark.parametrize("case", ["lenet-conv1", "lenet-conv2", "grouped-dilated", "33-outputs",
+                                  "strided-dilated-grouped"])
 def test_tiled_kernels_at_every_register_width(monkeypatch, case, dtype, register_bytes):
     """The register tiles are sized for the CPU (kernels_cpu/simd.py); each width is compiled and checked here,
     whatever CPU runs the test (LLVM splits a vector wider than the machine's registers)."""
