@@ -331,20 +331,20 @@ class Function:
 
 
 def _buffer(a):
-    """The array that owns a's memory (a itself, or the base its view chain ends in)."""
-    while getattr(a, "base", None) is not None and hasattr(a.base, "shape"):
+    """The array at the end of a's chain of views (a itself when it is not a view)."""
+    while isinstance(a.base, np.ndarray) or backend.is_gpu_array(a.base):
         a = a.base
     return a
 
 
 def _accumulate(leaf, grad, shared=None):
-    """Add grad into leaf.grad. The first gradient is kept as it is when it is a whole, writable buffer that
-    nothing else was given (`shared`: the buffers already handed out in this backward, which this one joins);
-    otherwise, a copy: backward may hand one array to several inputs, or a read-only broadcast view."""
+    """Add grad into leaf.grad. The first gradient is kept as it is when it is a whole, writable array that owns
+    its memory and that nothing else was given (`shared`: the buffers handed out in this backward, which this one
+    joins); otherwise, a copy: backward may hand one array to several inputs, or a read-only broadcast view."""
     if leaf.grad is None:
         buffer = _buffer(grad)
-        own = (shared is not None and id(buffer) not in shared and buffer.size == grad.size
-               and grad.flags.c_contiguous and grad.flags.writeable)
+        own = (shared is not None and id(buffer) not in shared and buffer.flags.owndata and buffer.size == grad.size
+               and grad.flags.c_contiguous and getattr(grad.flags, "writeable", True))  # CuPy's: always writable
         if shared is not None:
             shared.add(id(buffer))
         leaf.grad = Tensor(grad if own else grad.copy())
@@ -416,9 +416,11 @@ def run_backward(root, grad, retain_graph=False):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        for t, gi in zip(node.inputs, _checked_grads(node, node.backward(g))):
-            if gi is None:
-                continue
+        given = [(t, gi) for t, gi in zip(node.inputs, _checked_grads(node, node.backward(g))) if gi is not None]
+        buffers = [id(_buffer(gi)) for _, gi in given]
+        # a buffer this node gives twice, or to an input that is not a leaf, is not a leaf's alone
+        shared.update(b for (t, _), b in zip(given, buffers) if t._ctx is not None or buffers.count(b) > 1)
+        for t, gi in given:
             if t._ctx is None:
                 _accumulate(t, gi, shared)
             else:

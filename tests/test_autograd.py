@@ -177,3 +177,51 @@ def test_leaf_gradients_never_share_memory_with_each_other_or_the_caller():
     np.testing.assert_array_equal(a.grad.numpy(), 6.0)
     np.testing.assert_array_equal(b.grad.numpy(), 2.0)
     assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+
+
+def test_a_gradient_given_to_a_leaf_and_to_a_node_is_copied_for_the_leaf():
+    """A backward that returns one fresh array for a leaf and for an input that is not one: the leaf gets a copy,
+    so a later backward that scales its incoming gradient in place does not reach the leaf's .grad."""
+    from minicnn.autograd import Function
+
+    class Both(Function):
+        def forward(self, a, b):
+            return a + b
+
+        def backward(self, g):
+            d = g * 1.0
+            return d, d
+
+    class DoubleInPlace(Function):
+        def forward(self, a):
+            return a * 2
+
+        def backward(self, g):
+            g *= 2
+            return g
+
+    leaf, base = mc.tensor(np.ones(2), requires_grad=True), mc.tensor(np.full(2, 5.0), requires_grad=True)
+    Both.apply(leaf, DoubleInPlace.apply(base)).sum().backward()
+    np.testing.assert_array_equal(leaf.grad.numpy(), 1.0)
+    np.testing.assert_array_equal(base.grad.numpy(), 2.0)
+
+
+def test_first_gradient_kept_for_arrays_without_a_writeable_flag():
+    """CuPy's arrays have no `writeable` flag (they are always writable): a fresh gradient of one is kept as is,
+    not an AttributeError (simulated with an ndarray whose flags lack it)."""
+    from minicnn import autograd
+
+    class Flags:
+        def __init__(self, a):
+            self.c_contiguous, self.f_contiguous, self.owndata = (a.flags.c_contiguous, a.flags.f_contiguous,
+                                                                  a.flags.owndata)
+
+    class NoWriteableFlag(np.ndarray):
+        @property
+        def flags(self):
+            return Flags(np.asarray(self))
+
+    leaf = mc.tensor(np.zeros(3), requires_grad=True)
+    grad = np.ones(3).view(NoWriteableFlag)
+    autograd._accumulate(leaf, grad, set())
+    assert leaf.grad.data is grad

@@ -3,6 +3,7 @@ forced on, against the same op under use_kernels("reference"), forward and backw
 CPU and (skipped without one) the GPU; whole training steps of three models under both switches; and the kernel
 modules' promise of the same names and signatures."""
 import ast
+import importlib
 import inspect
 from pathlib import Path
 
@@ -50,6 +51,7 @@ CONV_CASES = {  # name: (x shape, w shape, stride, padding, dilation, groups)
     "33-outputs": ((2, 9, 11, 7), (33, 9, 2, 3), 1, (0, 1), 1, 1),
     "strided": ((2, 3, 13, 12), (8, 3, 7, 7), 2, 3, 1, 1),
     "strided-dilated-grouped": ((2, 6, 13, 12), (9, 2, 3, 3), (2, 3), (1, 2), (1, 2), 3),
+    "1x1-grouped": ((3, 12, 5, 4), (9, 4, 1, 1), 1, 0, 1, 3),
 }
 # A path and the im2col settings it needs: thresholds forced so that the variant named runs.
 CONV_PATHS = {
@@ -107,6 +109,30 @@ def test_tiled_kernels_at_every_register_width(monkeypatch, case, dtype, registe
     arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])]
     fast, ref = run_both(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), arrays, "cpu", dtype)
     assert_agree(fast, ref, dtype)
+
+
+def test_tiled_kernels_with_small_weight_chunks_and_an_infinite_gradient(monkeypatch):
+    """grad_w summed over several chunks of images (WEIGHT_CHUNK smaller than one image's outputs); an infinite
+    output gradient gives inf, not NaN, in grad_x under an odd number of taps (0 * inf never happens), as in the
+    reference."""
+    monkeypatch.setattr(importlib.import_module("minicnn.kernels_cpu.conv_tiled"), "WEIGHT_CHUNK", 16)
+    monkeypatch.setattr(conv, "conv_path", lambda geom, device: "reference" if mc.kernels_mode() == "reference"
+                        else "tiled")
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((5, 4, 6, 7)), np.abs(rng.standard_normal((8, 4, 3, 3))) + 0.1]
+    fast, ref = run_both(lambda x, w: F.conv2d(x, w, None, 1, 0), arrays, "cpu", np.float64)
+    assert_agree(fast, ref, np.float64)
+    grads = []
+    for mode in ("fast", "reference"):
+        with mc.use_kernels(mode):
+            x, w = (mc.tensor(a.astype(np.float32), requires_grad=True) for a in arrays)
+            y = F.conv2d(x, w, None, 1, 0)
+            g = np.zeros(y.shape, np.float32)
+            g[0, 0, 1, 1] = np.inf
+            y.backward(mc.tensor(g))
+            grads.append(x.grad.numpy())
+    np.testing.assert_array_equal(np.isinf(grads[0]), np.isinf(grads[1]))
+    assert not np.isnan(grads[0]).any()
 
 
 def test_conv_path_choices():

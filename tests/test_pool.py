@@ -109,6 +109,21 @@ def test_global_and_adaptive_pooling(torch_mod):
     assert nn.AdaptiveAvgPool2d(1)(x).shape == (2, 3, 1, 1)
 
 
+@pytest.mark.parametrize("size", [(4, 3), (8, 1), (2, 6)])
+def test_adaptive_pooling_with_equal_bins_matches_pytorch_in_float32(torch_mod, size):
+    """Sizes that divide the input's take the average-pooling kernel (equal bins); forward and backward as
+    PyTorch's, in float32."""
+    torch = torch_mod
+    data = np.random.default_rng(1).standard_normal((2, 3, 8, 6)).astype(np.float32)
+    x, tx = mc.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    y, ty = F.adaptive_avg_pool2d(x, size), torch.nn.functional.adaptive_avg_pool2d(tx, size)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-6, atol=1e-7)
+    g = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+    y.backward(mc.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_pool_errors():
     x = mc.tensor(np.zeros((1, 1, 4, 4)))
     with pytest.raises(ValueError, match="max_pool2d: padding \\(2, 2\\) must be at most half"):

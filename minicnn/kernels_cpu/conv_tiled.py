@@ -99,10 +99,10 @@ def _weight_partials(x, gl, cin, plane, pos, reach, per_chunk):
 def _scatter(gl, chans, w, pos, taps, wp, pad, h, width, cg):
     """The adjoint of _correlate: grad_x[n, g*cg + cb*L + l].flat[pos[p] + taps[t]] += sum_k w[g, cb, t*kg + k, l]
     gl.flat[g*KB*M*KL + (n*P + p)*KL + chans[k]], with dy in lanes of KL channels as for the weight gradient
-    (chans[k] = (k // KL)*M*KL + k % KL, M = N*P), for an even number of taps (the caller pads them with a zero
-    one). One thread per image, group and block of LANES input channels, accumulating into a padded channels-last
-    plane of its own: a tile of TILE output positions x 2 taps sums over the kg channels of dy in registers, is
-    added into the plane in a fixed order, and the plane's unpadded part is copied out into grad_x (N, C, H, W)."""
+    (chans[k] = (k // KL)*M*KL + k % KL, M = N*P). One thread per image, group and block of LANES input channels,
+    accumulating into a padded channels-last plane of its own: a tile of TILE output positions x 2 taps (the last
+    of an odd count alone) sums over the kg channels of dy in registers, is added into the plane in a fixed order,
+    and the plane's unpadded part is copied out into grad_x (N, C, H, W)."""
     groups, kblocks, m, kl = gl.shape
     blocks, ntaps, npos = w.shape[1], taps.size, pos.size
     n, kg = m // npos, w.shape[2] // ntaps
@@ -116,13 +116,19 @@ def _scatter(gl, chans, w, pos, taps, wp, pad, h, width, cg):
         for p0 in range(0, npos, TILE):
             rows = spaced(p0, npos - 1, kl, first, TILE)
             spots = gather(pos, p0, LANES, TILE)
-            for t in range(0, ntaps, 2):
+            for t in range(0, ntaps - 1, 2):
                 acc = tile_of(vzeros(glf, LANES, 2), TILE)
                 w0 = t * kg * LANES
                 for k in range(kg):
                     acc = tile_fma(acc, glf, chans[k], rows,
                                    (vload(wk, w0 + k * LANES, LANES), vload(wk, w0 + (kg + k) * LANES, LANES)))
                 tile_add_into(out, taps[t] * LANES, spots, acc, (taps[t + 1] - taps[t]) * LANES, npos - p0)
+            if ntaps % 2:
+                last = tile_of(vzeros(glf, LANES, 1), TILE)
+                w0 = (ntaps - 1) * kg * LANES
+                for k in range(kg):
+                    last = tile_fma(last, glf, chans[k], rows, (vload(wk, w0 + k * LANES, LANES),))
+                tile_add_into(out, taps[ntaps - 1] * LANES, spots, last, 0, npos - p0)
         for lane in range(min(LANES, cg - cb * LANES)):
             dst = grad_x[b, gi * cg + cb * LANES + lane]
             for i in range(h):
@@ -211,8 +217,7 @@ def conv_tiled(x_padded, w, b, geom):
 def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
     """conv_direct_backward's contract: (grad_x (N, C, H, W), grad_w (K, C/G, KH, KW)), either None where not
     needed. grad_y goes into lanes once, for both kernels. grad_w: images go in chunks of about WEIGHT_CHUNK
-    positions, each summed in registers; the chunks' partial sums are then added in order. grad_x: the taps are
-    taken two at a time, so an odd count gets a zero tap (at the last one's place)."""
+    positions, each summed in registers; the chunks' partial sums are then added in order."""
     cg, kg = geom.C // geom.G, geom.K // geom.G
     hp, wp = x_padded.shape[2:]
     pos, reach = _offsets(x_padded.shape, geom)
@@ -222,14 +227,11 @@ def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
     grad_x = grad_w = None
     if need_x:
         lanes, taps = lanes_for(grad_y.itemsize, cg), geom.KH * geom.KW
-        even = taps + taps % 2
-        wt = np.zeros((geom.G, cg, even, kg), dtype=w.dtype)
-        wt[:, :, :taps] = w.reshape(geom.G, kg, cg, taps).transpose(0, 2, 3, 1)
-        tap_at = np.append(reach[:taps], reach[taps - 1:taps] if taps % 2 else [])
+        wt = w.reshape(geom.G, kg, cg, taps).transpose(0, 2, 3, 1).reshape(geom.G * cg, taps * kg)
         chans = np.arange(kg) // kl * gl.shape[2] * kl + np.arange(kg) % kl
-        grad_x = _SCATTER[_tile("input", lanes, cg)[:2] + (1,)](
-            gl, chans, _weight_lanes(wt.reshape(geom.G * cg, even * kg), geom.G, lanes), pos, tap_at, wp,
-            (geom.PH, geom.PW), geom.H, geom.W, cg)
+        grad_x = _SCATTER[_tile("input", lanes, cg)[:2] + (1,)](gl, chans, _weight_lanes(wt, geom.G, lanes), pos,
+                                                                reach[:taps], wp, (geom.PH, geom.PW), geom.H,
+                                                                geom.W, cg)
     if need_w:
         part = _WEIGHT_PARTIALS[weight_shape](np.ascontiguousarray(x_padded).reshape(-1), gl, cg, hp * wp, pos,
                                               reach, max(1, WEIGHT_CHUNK // (geom.OH * geom.OW)))
