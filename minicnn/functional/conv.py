@@ -28,7 +28,7 @@ from ._utils import check_4d, is_int, kernels_for, pair
 
 CHUNK_BYTES = {"cpu": 8 * 2**20, "cuda": 256 * 2**20}  # the im2col matrix of one chunk of the batch, at most
 DIRECT_TAPS = 32        # at stride 1, direct kernels where each output sums at most this many inputs (C/G*KH*KW)
-TILED_POSITIONS = 64    # on the CPU, direct kernels also on maps of at least this many outputs (OH*OW, any stride),
+TILED_POSITIONS = 64    # on the CPU, register tiles (any stride) on maps of at least this many outputs (OH*OW),
 SMALL_MAP_POSITIONS = 9  # ... and on maps of at least this many where a window has at most SMALL_MAP_TAPS inputs
 SMALL_MAP_TAPS = 1152    # (C/G*KH*KW) and a group at most SMALL_MAP_OUTPUTS outputs
 SMALL_MAP_OUTPUTS = 64
