@@ -229,9 +229,8 @@ def conv_tiled_backward(x_padded, grad_y, w, geom, need_x=True, need_w=True):
         lanes, taps = lanes_for(grad_y.itemsize, cg), geom.KH * geom.KW
         wt = w.reshape(geom.G, kg, cg, taps).transpose(0, 2, 3, 1).reshape(geom.G * cg, taps * kg)
         chans = np.arange(kg) // kl * gl.shape[2] * kl + np.arange(kg) % kl
-        grad_x = _SCATTER[_tile("input", lanes, cg)[:2] + (1,)](gl, chans, _weight_lanes(wt, geom.G, lanes), pos,
-                                                                reach[:taps], wp, (geom.PH, geom.PW), geom.H,
-                                                                geom.W, cg)
+        grad_x = _SCATTER[_tile("input", lanes, cg)](gl, chans, _weight_lanes(wt, geom.G, lanes), pos, reach[:taps],
+                                                     wp, (geom.PH, geom.PW), geom.H, geom.W, cg)
     if need_w:
         part = _WEIGHT_PARTIALS[weight_shape](np.ascontiguousarray(x_padded).reshape(-1), gl, cg, hp * wp, pos,
                                               reach, max(1, WEIGHT_CHUNK // (geom.OH * geom.OW)))
